@@ -1,0 +1,1 @@
+"""lexicons: a fast, typed framework for real-time WebSocket back ends."""

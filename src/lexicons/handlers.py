@@ -1,0 +1,198 @@
+"""Inspect user callables once, at registration, and call them with what they ask for.
+
+Every hook, signal, header and task receives ``ws``, ``sv`` and ``db`` by parameter name:
+it declares only the ones it wants, and ``**kwargs`` receives all three. Whether the
+function is async, which of the three it wants, and how to validate its payload are
+worked out here once, so nothing is introspected per message.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+import msgspec
+
+from .errors import InvalidPayload, RegistrationError
+
+__all__ = ["INJECTED", "Handler", "inspect_handler"]
+
+#: Parameter names filled by the framework rather than by the client's payload.
+INJECTED = ("ws", "sv", "db")
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """What lexicons knows about one user callable, found once at registration."""
+
+    func: Callable[..., Any]
+    name: str
+    is_async: bool
+    #: The injected names (``ws``, ``sv``, ``db``) the callable takes.
+    inject: tuple[str, ...]
+    #: Validates a payload and returns the keyword arguments for ``func``.
+    payload: PayloadSpec
+
+    def call(self, kwargs: dict[str, Any], ws: Any, sv: Any, db: Any) -> Any:
+        """Call the function with the validated payload plus what it asked to receive.
+
+        Returns whatever the function returns: a value, or an awaitable when it is async.
+        """
+        for name in self.inject:
+            kwargs[name] = ws if name == "ws" else sv if name == "sv" else db
+        return self.func(**kwargs)
+
+
+class PayloadSpec:
+    """Turns a payload (a JSON object) into keyword arguments for one callable.
+
+    Parameters other than ``ws``/``sv``/``db`` form the payload. Their annotations are
+    checked by msgspec; unannotated ones accept any JSON value. A callable whose only
+    payload parameter is annotated with a :class:`msgspec.Struct` receives the whole
+    payload decoded into it. Unknown fields are refused unless it takes ``**kwargs``.
+    """
+
+    __slots__ = ("_struct", "_fields", "_whole", "_extra", "_json", "_empty")
+
+    def __init__(
+        self,
+        owner: str,
+        params: list[inspect.Parameter],
+        hints: dict[str, Any],
+        takes_extra: bool,
+    ) -> None:
+        self._extra = takes_extra
+        self._whole: str | None = None
+        self._empty = not params
+        if len(params) == 1 and _is_struct(hints.get(params[0].name)):
+            self._whole = params[0].name
+            self._struct: type[msgspec.Struct] = hints[params[0].name]
+        else:
+            fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+            for p in params:
+                annotation = hints.get(p.name, Any)
+                if p.default is inspect.Parameter.empty:
+                    fields.append((p.name, annotation))
+                else:
+                    fields.append((p.name, annotation, p.default))
+            try:
+                self._struct = msgspec.defstruct(
+                    f"{owner}Payload",
+                    fields,
+                    kw_only=True,
+                    forbid_unknown_fields=not takes_extra,
+                )
+                msgspec.json.Decoder(self._struct)  # fails now on an unsupported type
+            except (TypeError, ValueError) as exc:
+                raise RegistrationError(
+                    f"{owner}: unsupported parameter annotation: {exc}"
+                ) from exc
+        self._fields = self._struct.__struct_fields__
+        self._json = msgspec.json.Decoder(self._struct)
+
+    def from_json(self, raw: bytes | msgspec.Raw) -> dict[str, Any]:
+        """Validate a raw JSON payload; ``null`` counts as an empty object."""
+        if self._empty and not self._extra and bytes(raw).strip() in (b"{}", b"null"):
+            return {}
+        if self._extra:
+            # **kwargs: keep the unknown fields too, so decode generically, then check.
+            return self.from_object(_decode_any(raw))
+        if bytes(raw).strip() == b"null":
+            raw = b"{}"
+        try:
+            value = self._json.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise InvalidPayload(str(exc)) from None
+        return self._kwargs(value)
+
+    def from_object(self, obj: Any) -> dict[str, Any]:
+        """Validate an already decoded payload (used for handshake header values)."""
+        if obj is None:
+            obj = {}
+        if not isinstance(obj, dict):
+            raise InvalidPayload(f"Expected `object`, got `{type(obj).__name__}`")
+        try:
+            value = msgspec.convert(obj, self._struct)
+        except msgspec.ValidationError as exc:
+            raise InvalidPayload(str(exc)) from None
+        kwargs = self._kwargs(value)
+        if self._extra:
+            for key, item in obj.items():
+                if key not in kwargs and key not in INJECTED:
+                    kwargs[key] = item
+        return kwargs
+
+    def _kwargs(self, value: msgspec.Struct) -> dict[str, Any]:
+        if self._whole is not None:
+            return {self._whole: value}
+        return {f: getattr(value, f) for f in self._fields}
+
+
+def _decode_any(raw: bytes | msgspec.Raw) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:  # pragma: no cover - the frame was valid JSON
+        raise InvalidPayload(str(exc)) from None
+
+
+def _is_struct(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+
+
+def inspect_handler(func: Callable[..., Any], name: str) -> Handler:
+    """Inspect ``func`` once: async or not, what to inject, how to validate its payload.
+
+    Raises :class:`RegistrationError` naming ``name`` when the signature cannot be served
+    (positional-only or ``*args`` parameters, or an annotation msgspec cannot check).
+    """
+    if not callable(func):
+        raise RegistrationError(f"{name}: {func!r} is not callable")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(f"{name}: cannot read the signature: {exc}") from exc
+    try:
+        hints = get_type_hints(func)
+    except Exception:  # unresolvable forward references: treat as unannotated
+        hints = {}
+    hints.pop("return", None)
+    inject: list[str] = []
+    payload: list[inspect.Parameter] = []
+    takes_extra = False
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            takes_extra = True
+        elif p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL):
+            raise RegistrationError(
+                f"{name}: parameter {p.name!r} must be passable by keyword "
+                "(lexicons calls handlers with keyword arguments)"
+            )
+        elif p.name in INJECTED:
+            inject.append(p.name)
+        else:
+            payload.append(p)
+    if takes_extra:
+        inject = list(INJECTED)
+    return Handler(
+        func=func,
+        name=name,
+        is_async=_is_async(func),
+        inject=tuple(inject),
+        payload=PayloadSpec(name, payload, hints, takes_extra),
+    )
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+async def resolve(value: Any) -> Any:
+    """Await ``value`` when a handler returned an awaitable; used on the async path."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
