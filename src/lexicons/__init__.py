@@ -1,1 +1,85 @@
-"""lexicons: a fast, typed framework for real-time WebSocket back ends."""
+"""lexicons: a fast, typed framework for real-time WebSocket back ends.
+
+::
+
+    from lexicons import Server, Response
+
+    app = Server()
+    app.channel("Public")
+
+    @app.on_connect
+    def join(ws, sv):
+        sv.channels["Public"].subscribe(ws.pk)
+
+    @app.signal
+    def shout(ws, text: str):
+        return Response({"from": ws.pk, "text": text}, ["Public"])
+
+    if __name__ == "__main__":
+        app.run()
+"""
+
+from .broker import Broker, LocalBroker
+from .channels import Channel, Channels
+from .connection import Connection
+from .database import Database
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    HandshakeRejected,
+    IntegrityError,
+    InternalError,
+    InvalidFrame,
+    InvalidJSON,
+    InvalidPayload,
+    LexiconsError,
+    QueryError,
+    RegistrationError,
+    SchemaError,
+    SignalError,
+    StorageError,
+    TaskError,
+    UnknownSignal,
+)
+from .headers import Header
+from .lifecycle import Running
+from .models import Model
+from .server import Server
+from .settings import Settings
+from .signals import Response, Signal
+from .tasks import Task
+
+__all__ = [
+    "Broker",
+    "Channel",
+    "Channels",
+    "ConfigurationError",
+    "Connection",
+    "Database",
+    "DatabaseError",
+    "HandshakeRejected",
+    "Header",
+    "IntegrityError",
+    "InternalError",
+    "InvalidFrame",
+    "InvalidJSON",
+    "InvalidPayload",
+    "LexiconsError",
+    "LocalBroker",
+    "Model",
+    "QueryError",
+    "RegistrationError",
+    "Response",
+    "Running",
+    "SchemaError",
+    "Server",
+    "Settings",
+    "Signal",
+    "SignalError",
+    "StorageError",
+    "Task",
+    "TaskError",
+    "UnknownSignal",
+]
+
+__version__ = "0.1.0"

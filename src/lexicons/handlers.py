@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 import msgspec
+import msgspec.inspect
 
 from .errors import InvalidPayload, RegistrationError
 
@@ -84,7 +85,7 @@ class PayloadSpec:
                     kw_only=True,
                     forbid_unknown_fields=not takes_extra,
                 )
-                msgspec.json.Decoder(self._struct)  # fails now on an unsupported type
+                _check_types(self._struct)
             except (TypeError, ValueError) as exc:
                 raise RegistrationError(
                     f"{owner}: unsupported parameter annotation: {exc}"
@@ -103,7 +104,7 @@ class PayloadSpec:
             raw = b"{}"
         try:
             value = self._json.decode(raw)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # includes ValidationError
             raise InvalidPayload(str(exc)) from None
         return self._kwargs(value)
 
@@ -130,10 +131,31 @@ class PayloadSpec:
         return {f: getattr(value, f) for f in self._fields}
 
 
+def _check_types(struct: type[msgspec.Struct]) -> None:
+    """Raise TypeError when a field's type is one msgspec cannot decode from JSON."""
+    seen: set[int] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, msgspec.inspect.CustomType):
+            raise TypeError(f"type {node.cls.__qualname__!r} cannot be decoded from JSON")
+        if id(node) in seen or not isinstance(node, msgspec.inspect.Type):
+            return
+        seen.add(id(node))
+        for value in vars(node).values() if hasattr(node, "__dict__") else _slots(node):
+            for item in value if isinstance(value, tuple) else (value,):
+                walk(item.type if isinstance(item, msgspec.inspect.Field) else item)
+
+    walk(msgspec.inspect.type_info(struct))
+
+
+def _slots(node: Any) -> list[Any]:
+    return [getattr(node, name) for name in node.__struct_fields__]
+
+
 def _decode_any(raw: bytes | msgspec.Raw) -> Any:
     try:
         return msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the frame was valid JSON
+    except msgspec.DecodeError as exc:
         raise InvalidPayload(str(exc)) from None
 
 
@@ -141,11 +163,13 @@ def _is_struct(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
 
 
-def inspect_handler(func: Callable[..., Any], name: str) -> Handler:
+def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True) -> Handler:
     """Inspect ``func`` once: async or not, what to inject, how to validate its payload.
 
     Raises :class:`RegistrationError` naming ``name`` when the signature cannot be served
-    (positional-only or ``*args`` parameters, or an annotation msgspec cannot check).
+    (positional-only or ``*args`` parameters, an annotation msgspec cannot check, or,
+    with ``payload=False`` as for hooks and tasks, a required parameter other than
+    ``ws``/``sv``/``db``).
     """
     if not callable(func):
         raise RegistrationError(f"{name}: {func!r} is not callable")
@@ -159,7 +183,7 @@ def inspect_handler(func: Callable[..., Any], name: str) -> Handler:
         hints = {}
     hints.pop("return", None)
     inject: list[str] = []
-    payload: list[inspect.Parameter] = []
+    params: list[inspect.Parameter] = []
     takes_extra = False
     for p in signature.parameters.values():
         if p.kind is p.VAR_KEYWORD:
@@ -171,8 +195,13 @@ def inspect_handler(func: Callable[..., Any], name: str) -> Handler:
             )
         elif p.name in INJECTED:
             inject.append(p.name)
+        elif not payload and p.default is p.empty:
+            raise RegistrationError(
+                f"{name}: lexicons cannot supply parameter {p.name!r}; "
+                "it passes only ws, sv and db here"
+            )
         else:
-            payload.append(p)
+            params.append(p)
     if takes_extra:
         inject = list(INJECTED)
     return Handler(
@@ -180,7 +209,7 @@ def inspect_handler(func: Callable[..., Any], name: str) -> Handler:
         name=name,
         is_async=_is_async(func),
         inject=tuple(inject),
-        payload=PayloadSpec(name, payload, hints, takes_extra),
+        payload=PayloadSpec(name, params, hints, takes_extra),
     )
 
 

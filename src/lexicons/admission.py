@@ -1,0 +1,162 @@
+"""Admit or refuse a handshake: trust, then origin, then headers, then the gate.
+
+The order is the security: an untrusted source or a disallowed browser origin is refused
+before any header function runs, so a cookie a browser attached to a cross-site
+handshake never reaches application code. The network layer calls :func:`admit` with
+the parsed request and answers ``403`` itself when ``allowed`` is false::
+
+    admission = await admit(request, peer=peer, trust=trust, origins=origins,
+                            headers=registry.handlers, gate=gate, call=call, secure=tls)
+    if not admission.allowed:
+        reply(admission.status, admission.detail if debug else admission.reason)
+
+:func:`admit_now` is the same check without a coroutine while every header answers
+synchronously: it returns the :class:`Admission`, or an awaitable once a header is async.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.http11 import Request
+
+from .handlers import Handler
+from .headers import HeaderCall, HeaderOutcome, gate_admits, run_headers_now
+from .security import Origins, Trust, redact
+
+__all__ = ["Admission", "admit", "admit_now"]
+
+logger = logging.getLogger("lexicons.security")
+
+#: ``Admission.status`` of an admitted handshake (the upgrade goes ahead).
+SWITCHING_PROTOCOLS = 101
+FORBIDDEN = 403
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The verdict on one handshake.
+
+    ``reason`` is short and safe to send to any client; ``detail`` adds each header's
+    reason, for logs and for the 403 body in debug mode. Neither holds a credential.
+    """
+
+    allowed: bool
+    #: 101 when admitted, 403 when refused.
+    status: int
+    reason: str
+    #: The client's address (after the trusted-proxy rule), for logs and the connection.
+    address: str
+    outcomes: tuple[HeaderOutcome, ...] = ()
+    #: Why the gate refused (its result or its exception), when it did.
+    gate_reason: str | None = None
+
+    @property
+    def detail(self) -> str:
+        """``reason`` followed by each failed header's reason and the gate's."""
+        parts = [f"{o.name}: {o.reason}" for o in self.outcomes if not o.passed and o.reason]
+        if self.gate_reason:
+            parts.append(self.gate_reason)
+        return f"{self.reason} ({'; '.join(parts)})" if parts else self.reason
+
+
+def _single(request: Request, name: str) -> tuple[bool, str | None]:
+    """``(ok, value)`` of a header that may appear at most once."""
+    values = request.headers.get_all(name)
+    if len(values) > 1:
+        return False, None
+    return True, values[0] if values else None
+
+
+async def admit(
+    request: Request,
+    *,
+    peer: str,
+    trust: Trust,
+    origins: Origins,
+    headers: Sequence[Handler],
+    gate: Callable[[list[bool]], Any],
+    call: HeaderCall,
+    secure: bool,
+) -> Admission:
+    """Decide on a handshake: trust -> origin -> headers -> gate, stopping at the first no.
+
+    ``peer`` is the socket's remote address, ``secure`` whether the socket is TLS,
+    ``headers`` the registered headers in order, ``call(handler, kwargs)`` runs one with
+    ``ws``/``sv``/``db`` injected. Every refusal is logged once, with the client's
+    address and the path with its query values hidden. Never raises, except for
+    cancellation. With only sync headers it completes without suspending.
+    """
+    verdict = admit_now(
+        request,
+        peer=peer,
+        trust=trust,
+        origins=origins,
+        headers=headers,
+        gate=gate,
+        call=call,
+        secure=secure,
+    )
+    return verdict if isinstance(verdict, Admission) else await verdict
+
+
+def admit_now(
+    request: Request,
+    *,
+    peer: str,
+    trust: Trust,
+    origins: Origins,
+    headers: Sequence[Handler],
+    gate: Callable[[list[bool]], Any],
+    call: HeaderCall,
+    secure: bool,
+) -> Admission | Awaitable[Admission]:
+    """:func:`admit` without a coroutine until a header's result must be awaited.
+
+    Returns the :class:`Admission` directly when every header answered synchronously
+    (no task needed at the handshake), otherwise an awaitable of it.
+    """
+    path = redact(request.path)
+    address = trust.client_address(peer, request.headers)
+    if not trust.admits(address):
+        logger.info("refused %s %s: untrusted address", address, path)
+        return Admission(False, FORBIDDEN, "untrusted address", address)
+
+    ok_origin, origin = _single(request, "Origin")
+    ok_host, host = _single(request, "Host")
+    if not ok_origin or not origins.admits(origin, host if ok_host else None, secure):
+        # An Origin is not a credential; ascii() escapes anything that could forge a line.
+        shown = "(several)" if not ok_origin else ascii(origin)[:120]
+        logger.info("refused %s %s: origin %s not allowed", address, path, shown)
+        return Admission(False, FORBIDDEN, "origin not allowed", address)
+
+    outcomes = run_headers_now(headers, request, call)
+    if isinstance(outcomes, list):
+        return _decide(gate, outcomes, address, path)
+    return _decide_later(gate, outcomes, address, path)
+
+
+async def _decide_later(
+    gate: Callable[[list[bool]], Any],
+    pending: Awaitable[list[HeaderOutcome]],
+    address: str,
+    path: str,
+) -> Admission:
+    return _decide(gate, await pending, address, path)
+
+
+def _decide(
+    gate: Callable[[list[bool]], Any], outcomes: list[HeaderOutcome], address: str, path: str
+) -> Admission:
+    admitted, gate_reason = gate_admits(gate, outcomes)
+    if not admitted:
+        admission = Admission(
+            False, FORBIDDEN, "refused by gate", address, tuple(outcomes), gate_reason
+        )
+        logger.info("refused %s %s: %s", address, path, admission.detail)
+        return admission
+    logger.debug("admitted %s %s", address, path)
+    return Admission(True, SWITCHING_PROTOCOLS, "admitted", address, tuple(outcomes))

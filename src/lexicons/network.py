@@ -1,0 +1,463 @@
+"""The network layer: one :class:`asyncio.Protocol` per connection over websockets' Sans-I/O.
+
+Bytes from the socket go to a :class:`websockets.server.ServerProtocol`; the events it
+parses are handled here, and whatever it wants to send is written straight to the
+transport. There is no coroutine per connection and no task per message: a sync handler
+runs inline when its frame arrives. An async handler or hook runs as a task, and the
+connection's later frames wait for it, so replies keep request order.
+
+This module owns what a WebSocket server must do besides messages: the handshake and its
+timeout, keepalive pings, the closing handshake and its timeout, fragmented messages,
+write backpressure (a client that stops reading is cut off, because broadcasts never
+wait), plain HTTP answers, and the graceful close of every connection at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN, State
+from websockets.server import ServerProtocol
+
+from .admission import Admission
+from .connection import Connection
+from .errors import InvalidFrame, SignalError
+from .http import answer, is_upgrade, plain_response
+from .protocol import decode_frame, encode_errors, text_frame
+
+if TYPE_CHECKING:
+    from .channels import Channels
+    from .protocol import Dispatcher
+    from .settings import Settings
+
+__all__ = ["Hub", "Link"]
+
+logger = logging.getLogger("lexicons")
+# websockets' own protocol logger prints raw handshake headers at debug level, credentials
+# included, so it gets a logger of its own that stays at warning.
+_wire_logger = logging.getLogger("lexicons.wire")
+_wire_logger.setLevel(logging.WARNING)
+
+#: A received message as the protocol hands it over (bytes, in practice).
+Buffer = bytes | bytearray | memoryview
+
+#: Frames that may wait behind a running async handler before reading pauses.
+MAX_WAITING = 32
+
+_TEXT = Opcode.TEXT
+_CONT = Opcode.CONT
+_BINARY = Opcode.BINARY
+_CLOSE = Opcode.CLOSE
+
+
+#: ``admit(ws, request, peer)``: an Admission, or an awaitable of one.
+Admit = Callable[[Connection, Request, str], "Admission | Awaitable[Admission]"]
+#: ``hooks(ws)``: run the connect/disconnect hooks; returns a coroutine for async ones.
+RunHooks = Callable[[Connection], "Coroutine[Any, Any, None] | None"]
+
+
+class Hub:
+    """What every connection of one running server shares."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        dispatcher: Dispatcher,
+        channels: Channels,
+        admit: Admit,
+        select_subprotocol: Callable[[ServerProtocol, Any], Any] | None,
+        on_connect: RunHooks,
+        on_disconnect: RunHooks,
+        commit: Callable[[], None] | None,
+        connections: dict[str, Connection],
+    ) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.channels = channels
+        self.admit = admit
+        self.select_subprotocol = select_subprotocol
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        #: Commits the durable store before anything is written (``None``: not durable).
+        self.commit = commit
+        self.debug = settings.debug
+        self.static = Path(settings.static) if settings.static else None
+        self.connections = connections
+        self.links: set[Link] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._emptied: asyncio.Event | None = None
+
+    def protocol(self) -> Link:
+        """Protocol factory for ``loop.create_server``."""
+        return Link(self)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task the hub keeps until it ends (shutdown waits for it)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background task failed", exc_info=task.exception())
+
+    def forget(self, link: Link) -> None:
+        self.links.discard(link)
+        if not self.links and self._emptied is not None:
+            self._emptied.set()
+
+    def keepalive(self) -> None:
+        """Ping connections that were quiet for a round; drop those that stay silent."""
+        pinged = [link for link in list(self.links) if link.ping_if_quiet()]
+        if pinged:
+            asyncio.get_running_loop().call_later(self.settings.ping_timeout, _drop_silent, pinged)
+
+    async def close_all(self, timeout: float) -> None:
+        """Close every connection with 1001 and wait, at most ``timeout``, for them to go."""
+        self._emptied = asyncio.Event()
+        for link in list(self.links):
+            link.close(1001, "server shutting down")
+        if self.links:
+            try:
+                await asyncio.wait_for(self._emptied.wait(), timeout)
+            except TimeoutError:
+                logger.warning("%d connections did not close in time; aborted", len(self.links))
+                for link in list(self.links):
+                    link.abort()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+
+def _drop_silent(links: list[Link]) -> None:
+    for link in links:
+        link.drop_if_silent()
+
+
+class Link(asyncio.Protocol):
+    """One TCP connection: a WebSocket once its handshake is admitted."""
+
+    def __init__(self, hub: Hub) -> None:
+        settings = hub.settings
+        self.hub = hub
+        self.proto = ServerProtocol(
+            max_size=settings.max_size,
+            select_subprotocol=hub.select_subprotocol,
+            logger=_wire_logger,
+        )
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.ws: Connection | None = None
+        #: Admitted and not closing: messages may be written.
+        self.is_open = False
+        self._early: list[bytes] | None = []  # frames sent by header functions
+        self._busy = False
+        self._waiting: deque[Buffer] = deque()
+        self._paused = False
+        self._fragments: list[Buffer] | None = None
+        self._fragment_op = _TEXT
+        self._alive = True
+        self._pinged = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._lost = False
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.hub.settings.max_buffer)
+        self.hub.links.add(self)
+        self._start_timer(self.hub.settings.open_timeout, "opening handshake timed out")
+
+    def data_received(self, data: bytes) -> None:
+        self._alive = True
+        proto = self.proto
+        proto.receive_data(data)
+        events = proto.events_received()
+        if events:
+            self._handle(events)
+        if proto.state is not OPEN:
+            self._closing()
+        self._flush()
+
+    def eof_received(self) -> None:
+        self.proto.receive_eof()
+        self._flush()
+        # Returning None lets the transport close its side: the client is gone.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.is_open = False
+        self._cancel_timer()
+        self._waiting.clear()
+        ws = self.ws
+        hub = self.hub
+        if ws is not None and hub.connections.pop(ws.pk, None) is not None:
+            hub.channels.drop(ws)
+            if hub.debug:
+                logger.debug("disconnect %s (%s)", ws.pk, self.proto.close_code)
+            pending = hub.on_disconnect(ws)
+            if pending is not None:
+                hub.spawn(pending)
+        hub.forget(self)
+
+    def pause_writing(self) -> None:
+        # Broadcasts never wait for a slow reader, so its backlog is bounded instead.
+        peer = self.ws.pk if self.ws else self.transport.get_extra_info("peername")
+        logger.warning(
+            "connection %s cut off: more than %d bytes unsent (the client stopped reading)",
+            peer,
+            self.hub.settings.max_buffer,
+        )
+        self.abort()
+
+    # incoming events
+
+    def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is _TEXT and event.fin and self._fragments is None:
+                    self._message(event.data)
+                elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                    self._fragment(event)
+                elif opcode is _CLOSE:
+                    self.is_open = False
+            elif isinstance(event, Request):
+                self._request(event)
+
+    def _fragment(self, frame: Frame) -> None:
+        if frame.opcode is not _CONT:
+            self._fragments = []
+            self._fragment_op = frame.opcode
+        if self._fragments is None:  # pragma: no cover - the protocol refuses this
+            return
+        self._fragments.append(frame.data)
+        if frame.fin:
+            data = b"".join(self._fragments)
+            self._fragments = None
+            if self._fragment_op is _TEXT:
+                self._message(data)
+            else:
+                self._binary()
+
+    def _binary(self) -> None:
+        error = InvalidFrame("binary frames are not supported; send JSON text frames")
+        self.send_data(encode_errors(None, error))
+
+    def _message(self, data: Buffer) -> None:
+        if not self.is_open:
+            return
+        if self._busy:
+            self._waiting.append(data)
+            if len(self._waiting) >= MAX_WAITING and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            return
+        self._run_frame(data)
+
+    def _run_frame(self, data: Buffer) -> None:
+        try:
+            requests = decode_frame(data)
+        except SignalError as exc:
+            self.send_data(encode_errors(None, exc))
+            return
+        self._run(requests, 0)
+
+    def _run(self, requests: list[Any], index: int) -> None:
+        dispatch = self.hub.dispatcher.dispatch
+        ws = self.ws
+        count = len(requests)
+        while index < count:
+            request = requests[index]
+            index += 1
+            pending = dispatch(request, ws)
+            if pending is not None:
+                self._busy = True
+                self.hub.spawn(self._finish(pending, request, requests, index))
+                return
+
+    async def _finish(self, pending: Any, request: Any, requests: list[Any], index: int) -> None:
+        dispatcher = self.hub.dispatcher
+        try:
+            result = await pending
+        except Exception as exc:
+            dispatcher.fail(request, exc, self.ws)
+        else:
+            dispatcher.complete(request, result, self.ws)
+        self._busy = False
+        self._run(requests, index)
+        self._drain()
+
+    async def _after_hooks(self, pending: Coroutine[Any, Any, None]) -> None:
+        await pending
+        self._busy = False
+        self._drain()
+
+    def _drain(self) -> None:
+        """Handle the frames that waited for an async handler, until one is async again."""
+        waiting = self._waiting
+        while waiting and not self._busy and self.is_open:
+            self._run_frame(waiting.popleft())
+        if self._paused and not self._busy and not self._lost:
+            self._paused = False
+            self.transport.resume_reading()
+        self._flush()
+
+    # the handshake
+
+    def _request(self, request: Request) -> None:
+        hub = self.hub
+        if not is_upgrade(request):
+            self._respond(answer(request, hub.static))
+            return
+        limit = hub.settings.max_connections
+        if limit is not None and len(hub.connections) >= limit:
+            self._respond(plain_response(503, "too many connections\n"))
+            return
+        peer = self.transport.get_extra_info("peername")
+        ws = Connection(self, peer[0] if peer else "", request.path, request.headers)
+        self.ws = ws
+        admission = hub.admit(ws, request, ws.remote_address)
+        if isinstance(admission, Admission):
+            self._conclude(admission, request)
+        else:
+            self.transport.pause_reading()
+            hub.spawn(self._admit_later(admission, request))
+
+    async def _admit_later(self, pending: Awaitable[Admission], request: Request) -> None:
+        admission = await pending
+        if self._lost:
+            return
+        self.transport.resume_reading()
+        self._conclude(admission, request)
+        self._flush()
+
+    def _conclude(self, admission: Admission, request: Request) -> None:
+        if not admission.allowed:
+            self._early = None
+            reason = admission.detail if self.hub.debug else admission.reason
+            self._respond(plain_response(admission.status, reason + "\n"))
+            return
+        response = self.proto.accept(request)
+        if response.status_code != 101:
+            self._respond(response)
+            return
+        self.proto.send_response(response)
+        self._flush()
+        self._cancel_timer()
+        ws = self.ws
+        assert ws is not None
+        hub = self.hub
+        self.is_open = True
+        hub.connections[ws.pk] = ws
+        early, self._early = self._early, None
+        for frame in early or ():
+            self.transport.write(frame)
+        if hub.debug:
+            logger.debug("connect %s from %s", ws.pk, ws.remote_address)
+        pending = hub.on_connect(ws)
+        if pending is not None:
+            self._busy = True
+            hub.spawn(self._after_hooks(pending))
+
+    def _respond(self, response: Response) -> None:
+        self.proto.send_response(response)
+        self._flush()
+        self._start_timer(self.hub.settings.close_timeout, "client did not close")
+
+    # outgoing data
+
+    def send_data(self, data: bytes) -> None:
+        """Frame and write one JSON message; queued until admission, dropped after close."""
+        if self.is_open:
+            if self.hub.commit is not None:
+                self.hub.commit()
+            self.transport.write(text_frame(data))
+        elif self._early is not None:
+            self._early.append(text_frame(data))
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write an already framed message (a broadcast, framed once for everyone)."""
+        if self.is_open:
+            self.transport.write(frame)
+
+    def _flush(self) -> None:
+        for data in self.proto.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()  # half-close, keep reading until the client's EOF
+            else:
+                self.transport.close()
+
+    def _closing(self) -> None:
+        self.is_open = False
+        if self.proto.close_expected() and self._timer is None:
+            self._start_timer(self.hub.settings.close_timeout, "closing handshake timed out")
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (or drop a connection still in its handshake)."""
+        if self._lost:
+            return
+        if self.proto.state is OPEN:
+            self.is_open = False
+            self.proto.send_close(code, reason)
+            self._flush()
+            self._closing()
+        elif self.proto.state is State.CONNECTING:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, discarding unsent data."""
+        self.is_open = False
+        if not self._lost:
+            self.transport.abort()
+
+    def ping_if_quiet(self) -> bool:
+        """Ping the client if it sent nothing since the last round; True when pinged."""
+        if not self.is_open:
+            return False
+        if self._alive:
+            self._alive = False
+            return False
+        self._pinged = True
+        self.proto.send_ping(b"lexicons")
+        self._flush()
+        return True
+
+    def drop_if_silent(self) -> None:
+        """Close with 1011 when nothing, not even the pong, arrived since the ping."""
+        if self.is_open and self._pinged and not self._alive:
+            logger.info("connection %s dropped: no pong", self.ws.pk if self.ws else "?")
+            self.proto.fail(1011, "keepalive ping timeout")
+            self._flush()
+            self._closing()
+        self._pinged = False
+
+    # timers
+
+    def _start_timer(self, delay: float, why: str) -> None:
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(delay, self._expire, why)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, why: str) -> None:
+        self._timer = None
+        if not self._lost:
+            if self.hub.debug:
+                logger.debug("%s; connection aborted", why)
+            self.abort()

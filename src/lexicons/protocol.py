@@ -1,0 +1,180 @@
+"""The wire protocol, without I/O: decode a frame, dispatch requests, encode replies and errors.
+
+A text frame holds ``{"Name": {...}}`` or a list of such objects, each with an optional
+``"ref"``. Replies are ``{"Name": value}`` (with the request's ``ref``); errors go to the
+sender as ``{"Errors": [{"signal", "code", "message"}]}``. This module never touches a
+socket or an event loop: the network layer feeds it frames and writes what it returns,
+so everything here is tested with plain function calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+from websockets.frames import Frame, Opcode
+
+from .errors import InternalError, InvalidFrame, InvalidJSON, SignalError, UnknownSignal
+from .handlers import Handler
+from .signals import Response
+
+__all__ = [
+    "Dispatcher",
+    "Request",
+    "decode_frame",
+    "encode",
+    "encode_errors",
+    "encode_reply",
+    "text_frame",
+]
+
+logger = logging.getLogger("lexicons")
+
+_frame = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[dict[str, msgspec.Raw]])
+#: Encodes every outgoing message; msgspec Structs, datetimes and sets are understood.
+encode = msgspec.json.Encoder().encode
+
+
+class Request:
+    """One ``{"Name": payload}`` object of a frame, with its payload still raw JSON."""
+
+    __slots__ = ("name", "payload", "ref")
+
+    def __init__(self, name: str, payload: msgspec.Raw, ref: msgspec.Raw | None) -> None:
+        self.name = name
+        self.payload = payload
+        self.ref = ref
+
+
+def decode_frame(data: bytes | bytearray | memoryview | str) -> list[Request]:
+    """Split a text frame into requests, in order; the payloads are validated later.
+
+    Raises :class:`InvalidJSON` when the text is not JSON, and :class:`InvalidFrame`
+    when it is not an object (or list of objects) naming exactly one signal each.
+    """
+    try:
+        decoded = _frame.decode(data)
+    except msgspec.ValidationError:
+        raise InvalidFrame(
+            'a frame must be an object {"Signal": {...}} or a list of such objects'
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidJSON(str(exc)) from None
+    if isinstance(decoded, dict):
+        return [_request(decoded)]
+    return [_request(item) for item in decoded]
+
+
+def _request(obj: dict[str, msgspec.Raw]) -> Request:
+    ref = obj.pop("ref", None)
+    if len(obj) != 1:
+        names = ", ".join(map(repr, obj)) or "none"
+        raise InvalidFrame(
+            f"an object must name exactly one signal (found {names}); send a list for several"
+        )
+    ((name, payload),) = obj.items()
+    return Request(name, payload, ref)
+
+
+def encode_reply(name: str, value: Any, ref: msgspec.Raw | None) -> bytes:
+    """``{"Name": value}``, with ``"ref"`` when the request carried one."""
+    if ref is None:
+        return encode({name: value})
+    return encode({name: value, "ref": ref})
+
+
+def encode_errors(name: str | None, error: SignalError, ref: msgspec.Raw | None = None) -> bytes:
+    """The error frame for one failed request (``name`` is ``None`` for a bad frame)."""
+    body: dict[str, Any] = {
+        "Errors": [{"signal": name, "code": error.code, "message": error.message}]
+    }
+    if ref is not None:
+        body["ref"] = ref
+    return encode(body)
+
+
+class Dispatcher:
+    """Runs requests against the registered signals and turns results into output.
+
+    ``reply(ws, data)`` writes bytes to one connection and ``publish(channels, data)``
+    hands a broadcast (encoded once) to the broker; both are supplied by the server,
+    which keeps this class free of I/O.
+    """
+
+    __slots__ = ("_signals", "_sv", "_db", "_debug", "_reply", "_publish")
+
+    def __init__(
+        self,
+        signals: Mapping[str, Handler],
+        *,
+        sv: Any,
+        db: Any,
+        debug: bool,
+        reply: Callable[[Any, bytes], None],
+        publish: Callable[[list[str], bytes], None],
+    ) -> None:
+        self._signals = signals
+        self._sv = sv
+        self._db = db
+        self._debug = debug
+        self._reply = reply
+        self._publish = publish
+
+    def dispatch(self, request: Request, ws: Any) -> Any:
+        """Handle one request for ``ws``.
+
+        A sync handler runs now and its output is written; ``None`` is returned. An async
+        handler's coroutine is returned instead, for the caller to await and then pass to
+        :meth:`complete` (or :meth:`fail` when it raises).
+        """
+        handler = self._signals.get(request.name)
+        if self._debug:
+            logger.debug("signal %s from %s", request.name, ws.pk)
+        try:
+            if handler is None:
+                raise UnknownSignal(f"no signal named {request.name!r}")
+            kwargs = handler.payload.from_json(request.payload)
+            result = handler.call(kwargs, ws, self._sv, self._db)
+        except Exception as exc:
+            self.fail(request, exc, ws)
+            return None
+        if handler.is_async:
+            return result
+        self.complete(request, result, ws)
+        return None
+
+    def complete(self, request: Request, result: Any, ws: Any) -> None:
+        """Send a handler's result: nothing, a broadcast, or a reply to the sender."""
+        if result is None:
+            return
+        try:
+            if isinstance(result, Response):
+                data = encode({request.name: result.payload})
+                if self._debug:
+                    logger.debug("broadcast %s to %s", request.name, ", ".join(result.channels))
+                self._publish(result.channels, data)
+                return
+            data = encode_reply(request.name, result, request.ref)
+        except (TypeError, ValueError) as exc:  # a result msgspec cannot encode
+            self.fail(request, exc, ws)
+            return
+        self._reply(ws, data)
+
+    def fail(self, request: Request, exc: BaseException, ws: Any) -> None:
+        """Answer a failed request with an error frame; log handler crashes."""
+        if not isinstance(exc, SignalError):
+            logger.error("signal %s raised", request.name, exc_info=exc)
+            message = f"{type(exc).__name__}: {exc}" if self._debug else "the handler failed"
+            exc = InternalError(message)
+        self._reply(ws, encode_errors(request.name, exc, request.ref))
+
+
+def text_frame(data: bytes) -> bytes:
+    """Frame ``data`` as one unmasked text frame, ready for any server socket.
+
+    Server frames are not masked and no extension is negotiated, so the same bytes can be
+    written to every subscriber of a broadcast.
+    """
+    return Frame(Opcode.TEXT, data).serialize(mask=False)

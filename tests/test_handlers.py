@@ -1,0 +1,147 @@
+"""Inspecting handlers once at registration: injection, payload validation, bad signatures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lexicons.errors import InvalidPayload, RegistrationError
+from lexicons.handlers import inspect_handler
+
+
+def test_injects_only_what_is_asked_for() -> None:
+    def handler(ws: Any, text: str) -> Any:
+        return (ws, text)
+
+    h = inspect_handler(handler, "H")
+    assert h.inject == ("ws",)
+    assert not h.is_async
+    assert h.call(h.payload.from_json(b'{"text": "x"}'), "WS", "SV", "DB") == ("WS", "x")
+
+
+def test_var_keyword_receives_everything() -> None:
+    def handler(**kwargs: Any) -> Any:
+        return kwargs
+
+    h = inspect_handler(handler, "H")
+    assert h.call(h.payload.from_json(b'{"a": [1]}'), "WS", "SV", "DB") == {
+        "a": [1],
+        "ws": "WS",
+        "sv": "SV",
+        "db": "DB",
+    }
+
+
+def test_async_and_async_callable_objects() -> None:
+    async def f() -> None: ...
+
+    class Callable:
+        async def __call__(self) -> None: ...
+
+    assert inspect_handler(f, "f").is_async
+    assert inspect_handler(Callable(), "c").is_async
+
+
+def test_defaults_and_optional_fields() -> None:
+    def handler(text: str, times: int = 2, note: str | None = None) -> Any: ...
+
+    h = inspect_handler(handler, "H")
+    assert h.payload.from_json(b'{"text": "a"}') == {"text": "a", "times": 2, "note": None}
+    assert h.payload.from_json(b'{"text": "a", "note": "n"}')["note"] == "n"
+
+
+def test_null_payload_means_no_fields() -> None:
+    h = inspect_handler(lambda: 1, "H")
+    assert h.payload.from_json(b"null") == {}
+    assert h.payload.from_json(b"{}") == {}
+    with pytest.raises(InvalidPayload, match="unknown"):
+        h.payload.from_json(b'{"x": 1}')
+
+
+def test_payload_must_be_an_object() -> None:
+    h = inspect_handler(lambda text: text, "H")
+    with pytest.raises(InvalidPayload, match="object"):
+        h.payload.from_json(b"[1]")
+
+
+class Point(msgspec.Struct):
+    x: float
+    y: float
+
+
+def test_struct_parameter_receives_the_whole_payload() -> None:
+    def move(ws: Any, to: Point) -> Any:
+        return to
+
+    h = inspect_handler(move, "Move")
+    assert h.payload.from_json(b'{"x": 1, "y": 2.5}') == {"to": Point(1.0, 2.5)}
+    with pytest.raises(InvalidPayload, match=r"\$\.y"):
+        h.payload.from_json(b'{"x": 1, "y": "up"}')
+
+
+def test_nested_path_in_error() -> None:
+    def handler(points: list[Point]) -> Any: ...
+
+    h = inspect_handler(handler, "H")
+    with pytest.raises(InvalidPayload, match=r"\$\.points\[1\]\.x"):
+        h.payload.from_json(b'{"points": [{"x": 1, "y": 1}, {"x": "a", "y": 1}]}')
+
+
+def test_from_object_validates_decoded_values() -> None:
+    def login(user: str, password: str) -> Any: ...
+
+    h = inspect_handler(login, "Login")
+    assert h.payload.from_object({"user": "u", "password": "p"}) == {"user": "u", "password": "p"}
+    with pytest.raises(InvalidPayload):
+        h.payload.from_object({"user": 1, "password": "p"})
+    with pytest.raises(InvalidPayload):
+        h.payload.from_object("text")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(a, /): ...",
+        "def f(*args): ...",
+    ],
+)
+def test_unservable_signatures_fail_at_registration(source: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    with pytest.raises(RegistrationError, match="H"):
+        inspect_handler(namespace["f"], "H")
+
+
+class Opaque:
+    """A plain class: msgspec cannot validate it."""
+
+
+def test_unsupported_annotation_fails_at_registration() -> None:
+    def handler(x: Opaque) -> None: ...
+
+    with pytest.raises(RegistrationError, match="H"):
+        inspect_handler(handler, "H")
+
+
+def test_hooks_cannot_take_payload_parameters() -> None:
+    def hook(ws: Any, token: str) -> None: ...
+
+    with pytest.raises(RegistrationError, match="token"):
+        inspect_handler(hook, "on_connect", payload=False)
+    assert inspect_handler(lambda ws, x=1: None, "ok", payload=False).inject == ("ws",)
+
+
+@given(st.binary(max_size=100))
+def test_any_payload_bytes_validate_or_raise_invalid_payload(data: bytes) -> None:
+    def handler(text: str, n: int = 0) -> Any: ...
+
+    h = inspect_handler(handler, "H")
+    try:
+        kwargs = h.payload.from_json(data)
+    except InvalidPayload:
+        return
+    assert isinstance(kwargs["text"], str) and isinstance(kwargs["n"], int)

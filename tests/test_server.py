@@ -1,0 +1,289 @@
+"""The Server: registration (decorators, classes, positional), settings, hooks and order."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from lexicons import (
+    Channel,
+    ConfigurationError,
+    Header,
+    Model,
+    RegistrationError,
+    Response,
+    Server,
+    Signal,
+    Task,
+)
+from lexicons.testing import TestClient
+
+
+class Public(Channel):
+    pass
+
+
+class Echo(Signal):
+    def execute(self, ws: Any = None, sv: Any = None, db: Any = None, **payload: Any) -> Any:
+        return payload
+
+
+class Shout(Signal):
+    def execute(self, ws: Any = None, text: str = "") -> Response:
+        return Response({"text": text}, ["Public"])
+
+
+class User(Model):
+    email: str
+    name: str = ""
+
+
+class Token(Header):
+    def execute(self, ws: Any = None, sv: Any = None, db: Any = None, **kwargs: Any) -> bool:
+        return True
+
+
+class Tick(Task.Interval):
+    seconds = 60
+
+    def execute(self, **kwargs: Any) -> None:
+        pass
+
+
+def test_positional_components_are_filed_by_kind() -> None:
+    app = Server(Public, Echo, User, Token, Tick)
+    assert "Public" in app.channels
+    assert "Echo" in app.signals
+    assert "User" in app.db.models
+    assert list(app.headers) == ["Token"]
+    assert "Tick" in {t.name for t in app.tasks}
+
+
+def test_keyword_lists_install_the_same_way() -> None:
+    app = Server(channels=[Public], signals=[Echo], models=[User], headers=[Token], tasks=[Tick])
+    assert "Public" in app.channels and "Echo" in app.signals and "User" in app.db.models
+
+
+def test_unknown_positional_component_is_refused() -> None:
+    with pytest.raises(RegistrationError, match="cannot tell what"):
+        Server(object())
+
+
+def test_decorators_return_the_function_unchanged() -> None:
+    app = Server()
+
+    def shout(text: str) -> str:
+        return text
+
+    assert app.signal(shout) is shout
+    assert app.signal("Named")(shout) is shout
+    assert set(app.signals) == {"shout", "Named"}
+
+
+def test_duplicate_signal_names_both() -> None:
+    app = Server(Echo)
+
+    def Echo_(text: str) -> str:  # noqa: N802
+        return text
+
+    with pytest.raises(RegistrationError) as err:
+        app.signal("Echo")(Echo_)
+    assert "test_server.Echo" in str(err.value) and "Echo_" in str(err.value)
+
+
+def test_duplicate_channel_and_header() -> None:
+    app = Server(Public, Token)
+    with pytest.raises(RegistrationError, match="Public"):
+        app.channel("Public")
+    with pytest.raises(RegistrationError, match="token"):
+        app.header("token")(lambda header: True)
+
+
+def test_channel_by_name_returns_the_channel() -> None:
+    app = Server()
+    room = app.channel("Room")
+    assert isinstance(room, Channel) and room.name == "Room"
+    assert app.channel(Public) is Public
+
+
+def test_hook_with_unsupplied_parameter_is_refused() -> None:
+    app = Server()
+    with pytest.raises(RegistrationError, match="token"):
+        app.on_connect(lambda ws, token: None)
+
+
+def test_bad_gate_and_unknown_setting() -> None:
+    with pytest.raises(ConfigurationError, match="gate"):
+        Server(gate="all")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="prot"):
+        Server(prot="ws")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"port": "abc"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"protocol": "http"}, "protocol"),
+        ({"protocol": "wss"}, "protocol"),
+        ({"max_size": 0}, "max_size"),
+        ({"static": "/no/such/dir"}, "static"),
+    ],
+)
+async def test_bad_settings_fail_at_start_naming_the_setting(
+    settings: dict[str, Any], named: str
+) -> None:
+    app = Server(**settings)
+    with pytest.raises(ConfigurationError, match=named):
+        async with app.serve(host="127.0.0.1"):
+            pass
+    assert app.running is None
+
+
+def test_environment_overrides_arguments_and_flags_override_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lexicons.cli import _parser, _settings
+
+    app = Server(port=5000, host="localhost", debug=True)
+    monkeypatch.setenv("LEXICONS_PORT", "6000")
+    monkeypatch.setenv("LEXICONS_DEBUG", "0")
+    monkeypatch.setenv("LEXICONS_TRUST", "10.0.0.0/8, 127.0.0.1")
+    from_env = app.settings.from_environment()
+    assert (from_env.port, from_env.debug, from_env.host) == (6000, False, "localhost")
+    assert from_env.trust == ["10.0.0.0/8", "127.0.0.1"]
+    args = _parser(with_target=False).parse_args(["run", "--port", "7000", "--debug"])
+    flagged = _settings(app, args)
+    assert (flagged.port, flagged.debug) == (7000, True)
+
+
+def test_bad_environment_value_names_setting_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEXICONS_PORT", "abc")
+    with pytest.raises(ConfigurationError, match="port.*LEXICONS_PORT"):
+        Server().settings.from_environment()
+    monkeypatch.setenv("LEXICONS_PORT", "1")
+    monkeypatch.setenv("LEXICONS_DEBUG", "maybe")
+    with pytest.raises(ConfigurationError, match="debug.*LEXICONS_DEBUG"):
+        Server().settings.from_environment()
+
+
+def test_invalid_trust_entry_fails_at_server() -> None:
+    with pytest.raises(ConfigurationError, match="not-an-ip"):
+        Server(trust=["not-an-ip"])
+
+
+async def test_class_and_decorator_components_side_by_side() -> None:
+    app = Server(Public, Echo, Shout)
+
+    @app.on_connect
+    def join(ws: Any, sv: Server) -> None:
+        sv.channels["Public"].subscribe(ws.pk)
+
+    @app.signal
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async with TestClient(app) as client:
+        alice, bob = await client.connect(), await client.connect()
+        assert await alice.call("Echo", x=1) == {"x": 1}
+        assert await alice.call("add", a=1, b=2) == 3
+        await alice.send("Shout", text="hey")
+        assert await alice.receive() == {"Shout": {"text": "hey"}}
+        assert await bob.receive() == {"Shout": {"text": "hey"}}
+
+
+async def test_lifecycle_order_and_on_disconnect_exactly_once() -> None:
+    events: list[str] = []
+    app = Server()
+
+    @app.on_start
+    def started(sv: Server, db: Any) -> None:
+        assert sv is app and db is app.db
+        events.append("on_start")
+
+    @app.task.startup
+    def warm() -> None:
+        events.append("startup task")
+
+    @app.on_connect
+    async def hello(ws: Any) -> None:
+        events.append("on_connect")
+
+    @app.signal
+    def ping() -> str:
+        events.append("signal")
+        return "pong"
+
+    @app.on_disconnect
+    def bye(ws: Any) -> None:
+        events.append("on_disconnect")
+
+    @app.task.shutdown
+    def flush() -> None:
+        events.append("shutdown task")
+
+    @app.on_shutdown
+    async def stopped() -> None:
+        events.append("on_shutdown")
+
+    async with TestClient(app) as client:
+        events.append("listening")
+        peer = await client.connect()
+        assert await peer.call("ping") == "pong"
+    assert events == [
+        "on_start",
+        "startup task",
+        "listening",
+        "on_connect",
+        "signal",
+        "on_disconnect",
+        "shutdown task",
+        "on_shutdown",
+    ]
+
+
+async def test_failing_on_connect_closes_that_connection_with_1011() -> None:
+    app = Server()
+
+    @app.on_connect
+    def broken(ws: Any) -> None:
+        raise RuntimeError("setup failed")
+
+    async with TestClient(app) as client:
+        peer = await client.connect()
+        code, _ = await peer.closed()
+        assert code == 1011
+
+
+async def test_registration_while_running_is_refused() -> None:
+    app = Server()
+    async with TestClient(app):
+        with pytest.raises(RegistrationError, match="running"):
+            app.signal(lambda: None)
+    app.signal("late")(lambda: None)  # fine again once stopped
+
+
+async def test_serve_twice_and_bound_port() -> None:
+    app = Server()
+    for _ in range(2):
+        async with app.serve(host="127.0.0.1", port=0) as running:
+            assert running.port > 0 and running.url.endswith(f":{running.port}/")
+        assert app.running is None
+
+
+async def test_sync_handler_blocks_only_for_its_own_duration() -> None:
+    """A slow sync handler delays others only while it runs, and they all get answers."""
+    app = Server()
+
+    @app.signal
+    def work(n: int) -> int:
+        return sum(range(n))
+
+    async with TestClient(app) as client:
+        peers = [await client.connect() for _ in range(5)]
+        results = await asyncio.gather(
+            *(p.call("work", n=10_000 * (i + 1)) for i, p in enumerate(peers))
+        )
+        assert results == [sum(range(10_000 * (i + 1))) for i in range(5)]
