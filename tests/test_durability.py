@@ -1,0 +1,100 @@
+"""Acknowledged writes survive SIGKILL: a reply is sent only after its data is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.test_cli import SERVING
+
+APP = Path(__file__).parent / "apps" / "durable_app.py"
+
+pytestmark = pytest.mark.slow
+
+
+def start(data: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(APP),
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data",
+            str(data),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = SERVING.search(line)
+        if found:
+            return proc, found.group(1)
+    raise AssertionError("the durable app did not start")
+
+
+async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    proc, url = start(tmp_path)
+    acknowledged: dict[str, int] = {}
+    try:
+        async with connect(url) as ws:
+            # Keep several writes in flight so the kill lands between a commit and a reply.
+            sent = 0
+            for _ in range(8):
+                await ws.send(json.dumps({"write": {"n": sent, "text": f"t{sent}"}, "ref": sent}))
+                sent += 1
+            try:
+                while True:
+                    reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    acknowledged[reply["write"]] = reply["ref"]
+                    if len(acknowledged) == 300:
+                        proc.send_signal(signal.SIGKILL)
+                    await ws.send(
+                        json.dumps({"write": {"n": sent, "text": f"t{sent}"}, "ref": sent})
+                    )
+                    sent += 1
+            except ConnectionClosed:
+                pass
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert len(acknowledged) >= 300
+
+    from lexicons import Database
+    from tests.apps.durable_app import Note
+
+    db = Database([Note], data=str(tmp_path), durable=True)
+    db.open()
+    try:
+        rows = {note.pk: note for note in db.query(Note)}
+        missing = set(acknowledged) - set(rows)
+        assert not missing, f"{len(missing)} acknowledged writes were lost"
+        for note in rows.values():  # nothing half-written: every row is whole and consistent
+            assert note.text == f"t{note.n}"
+        for pk, ref in acknowledged.items():
+            assert rows[pk].n == ref
+    finally:
+        db.close()
+
+    proc, url = start(tmp_path)  # and the app itself starts again on the same data
+    try:
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"count": {}, "ref": 1}))
+            assert json.loads(await ws.recv())["count"] == len(rows)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert code == 0
