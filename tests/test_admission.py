@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from logcapture import Capture
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
@@ -23,7 +24,7 @@ FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 
 def test_exports() -> None:
-    assert set(module.__all__) == {"Admission", "admit", "admit_now"}
+    assert set(module.__all__) == {"Admission", "Checks", "admit", "admit_now"}
 
 
 class Recorder:
@@ -354,28 +355,6 @@ def _behaving(behaviour: str) -> Callable[..., Any]:
         return behaviour == "true"
 
     return plain
-
-
-class Capture(logging.Handler):
-    """Collects every message logged under ``lexicons`` (caplog spans a test, not an example)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def __enter__(self) -> list[str]:
-        self._logger = logging.getLogger("lexicons")
-        self._level = self._logger.level
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
-        return self.lines
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
 
 
 @FAST

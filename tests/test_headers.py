@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from logcapture import Capture
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
@@ -615,28 +616,6 @@ def leaking(kind: str) -> Callable[..., Any]:
 
         return fields
     return lambda header: False
-
-
-class Capture(logging.Handler):
-    """Collects every message logged under ``lexicons`` (caplog spans a test, not an example)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def __enter__(self) -> list[str]:
-        self._logger = logging.getLogger("lexicons")
-        self._level = self._logger.level
-        self._logger.addHandler(self)
-        self._logger.setLevel(logging.DEBUG)
-        return self.lines
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
 
 
 LEAKS = ("int", "key", "message", "enum", "fields", "false")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -12,7 +14,7 @@ from websockets.datastructures import Headers
 
 from lexicons import security
 from lexicons.errors import ConfigurationError
-from lexicons.security import UNKNOWN, Origins, Trust, redact
+from lexicons.security import UNKNOWN, Origins, Trust, WireLogFilter, redact
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -22,7 +24,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def test_exports() -> None:
-    assert set(security.__all__) == {"UNKNOWN", "Origins", "Trust", "redact"}
+    assert set(security.__all__) == {"UNKNOWN", "Origins", "Trust", "WireLogFilter", "redact"}
     assert all(hasattr(security, name) for name in security.__all__)
 
 
@@ -504,3 +506,88 @@ def test_redact_never_shows_anything_after_an_equals_sign(path: str) -> None:
     for item in query.split("&") if question else []:
         name, equals, value = item.partition("=")
         assert item in ("", "***") or (equals and value == "***" and "=" not in name)
+
+
+# --- websockets' protocol logs --------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.format(record)  # fills exc_text, so a secret in a traceback is seen too
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in self.records)
+
+
+@pytest.fixture
+def wire() -> Iterator[tuple[logging.Logger, Records]]:
+    """A DEBUG logger with the filter, as a websockets protocol would be given."""
+    logger = logging.getLogger("lexicons.test_wire")
+    logger.setLevel(logging.DEBUG)
+    logger.addFilter(WireLogFilter())
+    records = Records()
+    logger.addHandler(records)
+    yield logger, records
+    logger.removeHandler(records)
+    logger.filters.clear()
+
+
+def test_wire_filter_keeps_the_handshake_out_of_websockets_debug_logs(
+    wire: tuple[logging.Logger, Records],
+) -> None:
+    from websockets.client import ClientProtocol
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    from lexicons.headers import subprotocol_credential
+
+    logger, records = wire
+    client = ClientProtocol(
+        parse_uri("ws://example.com/?Login=S3crQuery"),
+        subprotocols=["lexicons", subprotocol_credential("Login", "S3crOffer")],  # type: ignore[list-item]
+        logger=logger,
+    )
+    server = ServerProtocol(select_subprotocol=lambda _, offered: "lexicons", logger=logger)
+    request = client.connect()
+    request.headers["Cookie"] = "Login=S3crCookie"
+    request.headers["Login"] = "S3crHeader"
+    client.send_request(request)
+    server.receive_data(b"".join(client.data_to_send()))
+    (received,) = server.events_received()
+    server.send_response(server.accept(received))
+    client.receive_data(b"".join(server.data_to_send()))
+    client.send_text(b'{"whoami": {}}')
+    server.receive_data(b"".join(client.data_to_send()))
+    broken = ServerProtocol(logger=logger)  # a request line websockets cannot parse
+    broken.receive_data(b"GET /?Login=S3crBroken HTTP/1.0\r\nLogin: S3crBroken\r\n\r\n")
+
+    text = records.text()
+    assert "S3cr" not in text
+    lines = [r.getMessage() for r in records.records]
+    assert "> HTTP/1.1 101 Switching Protocols" in lines  # status lines, state, frames pass
+    assert "= connection is OPEN" in lines
+    assert any(line.startswith("< TEXT '{\"whoami\": {}}'") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("level", "msg", "args", "passes"),
+    [
+        (logging.DEBUG, "< %s: %s", ("Cookie", "S3cr"), False),  # a header line
+        (logging.DEBUG, "< %s %s %s", ("GET", "/?Login=S3cr", "HTTP/1.1"), False),
+        (logging.DEBUG, "< %s", ("/?Login=S3cr",), False),  # a frame line without a frame
+        (logging.DEBUG, "something websockets adds later %s", ("S3cr",), False),
+        (logging.DEBUG, "= connection is %s", ("OPEN",), True),
+        (logging.INFO, "connection open", (), True),
+        (logging.ERROR, "opening handshake failed", (), True),
+    ],
+)
+def test_wire_filter_is_an_allowlist_at_debug(
+    level: int, msg: str, args: tuple[object, ...], passes: bool
+) -> None:
+    record = logging.LogRecord("lexicons.wire", level, __file__, 1, msg, args, None)
+    assert WireLogFilter().filter(record) is passes

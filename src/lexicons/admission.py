@@ -19,15 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
+from typing_extensions import Unpack
 from websockets.http11 import Request
 
 from .handlers import Handler
 from .headers import HeaderCall, HeaderOutcome, gate_admits, run_headers_now
 from .security import Origins, Trust, redact
 
-__all__ = ["Admission", "admit", "admit_now"]
+__all__ = ["Admission", "Checks", "admit", "admit_now"]
 
 logger = logging.getLogger("lexicons.security")
 
@@ -71,69 +72,53 @@ def _single(request: Request, name: str) -> tuple[bool, str | None]:
     return True, values[0] if values else None
 
 
-async def admit(
-    request: Request,
-    *,
-    peer: str,
-    trust: Trust,
-    origins: Origins,
-    headers: Sequence[Handler],
-    gate: Callable[[list[bool]], Any],
-    call: HeaderCall,
-    secure: bool,
-) -> Admission:
-    """Decide on a handshake: trust -> origin -> headers -> gate, stopping at the first no.
+class Checks(TypedDict):
+    """What :func:`admit_now` checks a handshake against (its keyword arguments)."""
 
-    ``peer`` is the socket's remote address, ``secure`` whether the socket is TLS,
-    ``headers`` the registered headers in order, ``call(handler, kwargs)`` runs one with
-    ``ws``/``sv``/``db`` injected. Every refusal is logged once, with the client's
-    address and the path with its query values hidden. Never raises, except for
-    cancellation. With only sync headers it completes without suspending.
-    """
-    verdict = admit_now(
-        request,
-        peer=peer,
-        trust=trust,
-        origins=origins,
-        headers=headers,
-        gate=gate,
-        call=call,
-        secure=secure,
-    )
+    #: The socket's remote address (a trusted proxy's, behind one).
+    peer: str
+    trust: Trust
+    origins: Origins
+    #: The registered headers, in registration order (the order of the gate's list).
+    headers: Sequence[Handler]
+    gate: Callable[[list[bool]], Any]
+    #: ``call(handler, kwargs)`` runs one header with ``ws``/``sv``/``db`` injected.
+    call: HeaderCall
+    #: Whether the socket itself is TLS (a ``Host`` without a port then means 443).
+    secure: bool
+
+
+async def admit(request: Request, **checks: Unpack[Checks]) -> Admission:
+    """:func:`admit_now`, awaited: the verdict on a handshake, for callers in a coroutine."""
+    verdict = admit_now(request, **checks)
     return verdict if isinstance(verdict, Admission) else await verdict
 
 
-def admit_now(
-    request: Request,
-    *,
-    peer: str,
-    trust: Trust,
-    origins: Origins,
-    headers: Sequence[Handler],
-    gate: Callable[[list[bool]], Any],
-    call: HeaderCall,
-    secure: bool,
-) -> Admission | Awaitable[Admission]:
-    """:func:`admit` without a coroutine until a header's result must be awaited.
+def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitable[Admission]:
+    """Decide on a handshake: trust -> origin -> headers -> gate, stopping at the first no.
 
-    Returns the :class:`Admission` directly when every header answered synchronously
-    (no task needed at the handshake), otherwise an awaitable of it.
+    Returns the :class:`Admission` directly while every header answers synchronously (no
+    task at the handshake), otherwise an awaitable of it. Every refusal is logged once,
+    with the client's address and the path with its query values hidden: an untrusted
+    address at WARNING (visible with ``debug`` off), the others at INFO. Never raises,
+    except for cancellation.
     """
+    trust, origins, gate = checks["trust"], checks["origins"], checks["gate"]
     path = redact(request.path)
-    address = trust.client_address(peer, request.headers)
+    address = trust.client_address(checks["peer"], request.headers)
     if not trust.admits(address):
-        logger.info("refused %s %s: untrusted address", address, path)
+        logger.warning("refused %s %s: untrusted address", address, path)
         return Admission(False, FORBIDDEN, "untrusted address", address)
 
     ok_origin, origin = _single(request, "Origin")
     ok_host, host = _single(request, "Host")
-    if not ok_origin or not origins.admits(origin, host if ok_host else None, secure):
+    if not ok_origin or not origins.admits(origin, host if ok_host else None, checks["secure"]):
         # An Origin is not a credential; ascii() escapes anything that could forge a line.
         shown = "(several)" if not ok_origin else ascii(origin)[:120]
         logger.info("refused %s %s: origin %s not allowed", address, path, shown)
         return Admission(False, FORBIDDEN, "origin not allowed", address)
 
-    outcomes = run_headers_now(headers, request, call)
+    outcomes = run_headers_now(checks["headers"], request, checks["call"])
     if isinstance(outcomes, list):
         return _decide(gate, outcomes, address, path)
     return _decide_later(gate, outcomes, address, path)

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LexiconsError
-from .settings import parse_port
+from .settings import parse_int, parse_port
 
 if TYPE_CHECKING:
     from .server import Server
     from .settings import Settings
+    from .workers import Worker
 
 __all__ = ["load_app", "main", "main_for"]
 
@@ -67,7 +68,7 @@ def _parser(*, with_target: bool) -> argparse.ArgumentParser:
         )
     run.add_argument("--host", help="interface to listen on (LEXICONS_HOST)")
     run.add_argument("--port", help="port to listen on; 0 picks a free one (LEXICONS_PORT)")
-    run.add_argument("--protocol", choices=None, help="ws or wss (LEXICONS_PROTOCOL)")
+    run.add_argument("--protocol", help="ws or wss (LEXICONS_PROTOCOL)")
     run.add_argument(
         "--debug",
         action=argparse.BooleanOptionalAction,
@@ -76,6 +77,10 @@ def _parser(*, with_target: bool) -> argparse.ArgumentParser:
     )
     run.add_argument("--static", help="directory served over plain HTTP (LEXICONS_STATIC)")
     run.add_argument("--broker", help="broker URL shared by processes (LEXICONS_BROKER)")
+    run.add_argument(
+        "--workers",
+        help="server processes sharing the port; more than 1 needs --broker (LEXICONS_WORKERS)",
+    )
     return parser
 
 
@@ -100,29 +105,43 @@ def _settings(app: Server, args: argparse.Namespace) -> Settings:
             changes[name] = value
     if getattr(args, "port", None) is not None:
         changes["port"] = parse_port(args.port, f"port: {args.port!r} from --port")
+    if getattr(args, "workers", None) is not None:
+        changes["workers"] = parse_int(args.workers, f"workers: {args.workers!r} from --workers")
     return app.settings.from_environment().replace(**changes)
 
 
 def _run(app: Server, settings: Settings) -> int:
     _configure_logging(settings.debug)
+    if settings.workers > 1:
+        from .workers import supervise
+
+        return supervise(lambda settings, worker: _serve(app, settings, worker), settings)
+    return _serve(app, settings, None)
+
+
+def _serve(app: Server, settings: Settings, worker: Worker | None) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(_serve_until_stopped(app, settings))
+        return runner.run(_serve_until_stopped(app, settings, worker))
 
 
-async def _serve_until_stopped(app: Server, settings: Settings) -> int:
+async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker | None) -> int:
+    """Serve until SIGINT/SIGTERM; a second signal exits at once (a worker leaves that
+    to its supervisor, which may forward a signal the worker already received)."""
     from .lifecycle import Running
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen = 0
+    who = "" if worker is None else f"worker {worker.index}: "
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen == 1:
-            print(f"lexicons: {signal.Signals(signum).name}: shutting down", file=sys.stderr)
+            name = signal.Signals(signum).name
+            print(f"lexicons: {who}{name}: shutting down", file=sys.stderr)
             stop.set()
-        else:
+        elif worker is None:
             print("lexicons: second signal: exiting now", file=sys.stderr)
             os._exit(1)
 
@@ -133,10 +152,14 @@ async def _serve_until_stopped(app: Server, settings: Settings) -> int:
     except (LexiconsError, OSError) as exc:
         print(f"lexicons: error: could not start: {exc}", file=sys.stderr)
         return 1
-    print(f"lexicons: serving on {running.url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    if worker is None:
+        print(f"lexicons: serving on {running.url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    else:
+        print(f"lexicons: {who}listening (pid {os.getpid()})", file=sys.stderr, flush=True)
+        worker.ready(stop.set)
     await stop.wait()
     await running.close()
-    print("lexicons: stopped", file=sys.stderr, flush=True)
+    print(f"lexicons: {who}stopped", file=sys.stderr, flush=True)
     return 0
 
 
@@ -159,21 +182,23 @@ def _shell(app: Server, settings: Settings) -> int:
 
 
 def _migrate(app: Server, settings: Settings) -> int:
-    db = app.db
-    db.data = settings.data
-    db.durable = settings.durable
-    summary = db.migrate()
+    summary = _configured_db(app, settings).migrate()
     if summary:
         print(summary)
     return 0
 
 
 def _open_db(app: Server, settings: Settings) -> Any:
-    db = app.db
-    db.data = settings.data
-    db.durable = settings.durable
+    db = _configured_db(app, settings)
     db.open()
     return db
+
+
+def _configured_db(app: Server, settings: Settings) -> Any:
+    """The app's database pointed at the data directory and mode the settings name."""
+    app.db.data = settings.data
+    app.db.durable = settings.durable
+    return app.db
 
 
 COMMANDS: dict[str, Callable[[Server, Settings], int]] = {

@@ -31,6 +31,7 @@ from .connection import Connection
 from .errors import InvalidFrame, SignalError
 from .http import answer, is_upgrade, plain_response
 from .protocol import decode_frame, encode_errors, text_frame
+from .security import WireLogFilter
 
 if TYPE_CHECKING:
     from .channels import Channels
@@ -41,9 +42,11 @@ __all__ = ["Hub", "Link"]
 
 logger = logging.getLogger("lexicons")
 # websockets' own protocol logger prints raw handshake headers at debug level, credentials
-# included, so it gets a logger of its own that stays at warning.
+# included, so it gets a logger of its own that stays at warning, and a filter that keeps
+# the handshake out even when someone lowers that level (logging config, caplog).
 _wire_logger = logging.getLogger("lexicons.wire")
 _wire_logger.setLevel(logging.WARNING)
+_wire_logger.addFilter(WireLogFilter())
 
 #: A received message as the protocol hands it over (bytes, in practice).
 Buffer = bytes | bytearray | memoryview
@@ -319,9 +322,7 @@ class Link(asyncio.Protocol):
         if not is_upgrade(request):
             self._respond(answer(request, hub.static))
             return
-        limit = hub.settings.max_connections
-        if limit is not None and len(hub.connections) >= limit:
-            self._respond(plain_response(503, "too many connections\n"))
+        if self._refused_as_full():  # before any header function runs
             return
         peer = self.transport.get_extra_info("peername")
         ws = Connection(self, peer[0] if peer else "", request.path, request.headers)
@@ -341,11 +342,23 @@ class Link(asyncio.Protocol):
         self._conclude(admission, request)
         self._flush()
 
+    def _refused_as_full(self) -> bool:
+        """Answer 503 and return True when ``max_connections`` are open."""
+        limit = self.hub.settings.max_connections
+        if limit is None or len(self.hub.connections) < limit:
+            return False
+        self._early = None
+        self._respond(plain_response(503, "too many connections\n"))
+        return True
+
     def _conclude(self, admission: Admission, request: Request) -> None:
         if not admission.allowed:
             self._early = None
             reason = admission.detail if self.hub.debug else admission.reason
             self._respond(plain_response(admission.status, reason + "\n"))
+            return
+        # Again: other handshakes may have been admitted while async headers ran.
+        if self._refused_as_full():
             return
         response = self.proto.accept(request)
         if response.status_code != 101:

@@ -13,15 +13,17 @@ the handshake request, and gets a yes or no. Nothing here raises on client input
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from websockets.datastructures import Headers
+from websockets.frames import Frame
 
 from .errors import ConfigurationError
 
-__all__ = ["UNKNOWN", "Origins", "Trust", "redact"]
+__all__ = ["UNKNOWN", "Origins", "Trust", "WireLogFilter", "redact"]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -469,3 +471,33 @@ def redact(path: str) -> str:
         name, equals, _ = item.partition("=")
         items.append(f"{name}=***" if equals else "***")
     return f"{base}?{'&'.join(items)}"
+
+
+class WireLogFilter(logging.Filter):
+    """Keeps the handshake out of websockets' protocol logs, whatever their level.
+
+    At DEBUG, websockets logs the request line and every header it sends or receives:
+    query strings, cookies, credential subprotocols. Attached to the logger given to a
+    websockets protocol, this filter passes records above DEBUG ("connection open",
+    errors) and, at DEBUG, only frames and state changes. It is an allowlist, so a debug
+    line that a later websockets adds is dropped rather than leaked::
+
+        wire = logging.getLogger("lexicons.wire")
+        wire.addFilter(WireLogFilter())
+        ServerProtocol(logger=wire)
+    """
+
+    #: websockets' debug lines that carry nothing from the handshake but a status.
+    SAFE = frozenset(
+        {"= connection is %s", "< EOF", "> EOF", "> HTTP/1.1 %d %s", "< HTTP/1.1 %d %s"}
+    )
+    #: Its frame lines: passed only when the argument is a frame, not a header or a path.
+    FRAMES = frozenset({"< %s", "> %s"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        if record.msg in self.FRAMES:
+            args = record.args
+            return isinstance(args, tuple) and len(args) == 1 and isinstance(args[0], Frame)
+        return record.msg in self.SAFE

@@ -43,6 +43,8 @@ class Settings:
     static: str | None = None
     #: Broker URL for sharing channels across processes (``None``: in-process).
     broker: str | None = None
+    #: Prefix of the broker's channel and key names: apps sharing one Redis differ here.
+    broker_namespace: str = "lexicons"
     #: TLS for ``protocol="wss"``: an ``ssl.SSLContext``, or certificate and key files.
     ssl: SSLContext | None = None
     certfile: str | None = None
@@ -63,6 +65,8 @@ class Settings:
     task_grace: float = 5.0
     #: Let several processes listen on one port (``SO_REUSEPORT``), as ``--workers`` does.
     reuse_port: bool = False
+    #: Server processes ``run`` starts on one port; more than one needs a ``broker``.
+    workers: int = 1
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, checked."""
@@ -73,11 +77,7 @@ class Settings:
         _check_port(self.port, "port")
         if self.protocol not in ("ws", "wss"):
             raise ConfigurationError(f"protocol: {self.protocol!r} is not 'ws' or 'wss'")
-        if self.protocol == "wss" and self.ssl is None and not self.certfile:
-            raise ConfigurationError(
-                "protocol: 'wss' needs TLS settings: pass ssl=<ssl.SSLContext>, "
-                "or certfile= (and keyfile= unless the certificate file holds the key)"
-            )
+        self._check_tls()
         for name in ("max_size", "max_buffer"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name}: must be a positive number of bytes")
@@ -90,9 +90,36 @@ class Settings:
             raise ConfigurationError("task_grace: must be a number of seconds >= 0")
         if self.ping_interval is not None and self.ping_interval <= 0:
             raise ConfigurationError("ping_interval: must be positive, or None to disable")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigurationError(f"workers: {self.workers!r} is not a whole number >= 1")
+        if not self.broker_namespace or any(c.isspace() for c in self.broker_namespace):
+            raise ConfigurationError(
+                f"broker_namespace: {self.broker_namespace!r} must be non-empty, without spaces"
+            )
         if self.static is not None and not Path(self.static).is_dir():
             raise ConfigurationError(f"static: {self.static!r} is not a directory")
         return self
+
+    def _check_tls(self) -> None:
+        """``wss`` needs a certificate; a certificate without ``wss`` is a mistake too."""
+        if self.ssl is not None and not isinstance(self.ssl, SSLContext):
+            raise ConfigurationError(f"ssl: {self.ssl!r} is not an ssl.SSLContext")
+        if self.ssl is not None and self.certfile:
+            raise ConfigurationError("ssl: give an ssl.SSLContext or certfile=, not both")
+        if self.keyfile and not self.certfile:
+            raise ConfigurationError("keyfile: given without certfile=")
+        if self.protocol == "wss" and self.ssl is None and not self.certfile:
+            raise ConfigurationError(
+                "protocol: 'wss' needs TLS settings: pass ssl=<ssl.SSLContext>, "
+                "or certfile= (and keyfile= unless the certificate file holds the key)"
+            )
+        if self.protocol == "ws" and (self.ssl is not None or self.certfile):
+            # Serving plain ws:// while the operator believes TLS is on would send
+            # credentials in clear text.
+            raise ConfigurationError(
+                "protocol: 'ws' serves without TLS, but a certificate is configured "
+                "(ssl= or certfile=); set protocol='wss', or remove the certificate"
+            )
 
     def ssl_context(self) -> SSLContext | None:
         """The TLS context to serve with, built from the certificate files when needed."""
@@ -177,6 +204,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_ORIGINS": ("origins", parse_list),
     "LEXICONS_STATIC": ("static", parse_str),
     "LEXICONS_BROKER": ("broker", parse_str),
+    "LEXICONS_BROKER_NAMESPACE": ("broker_namespace", parse_str),
+    "LEXICONS_WORKERS": ("workers", parse_int),
     "LEXICONS_CERTFILE": ("certfile", parse_str),
     "LEXICONS_KEYFILE": ("keyfile", parse_str),
     "LEXICONS_MAX_SIZE": ("max_size", parse_int),
