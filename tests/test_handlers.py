@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -145,3 +146,29 @@ def test_any_payload_bytes_validate_or_raise_invalid_payload(data: bytes) -> Non
     except InvalidPayload:
         return
     assert isinstance(kwargs["text"], str) and isinstance(kwargs["n"], int)
+
+
+def test_resolve_component_names_functions_and_classes() -> None:
+    from lexicons import Signal
+    from lexicons.handlers import resolve_component
+
+    class Echo(Signal):
+        def execute(self, **payload: Any) -> Any:
+            return payload
+
+    class Named(Echo):
+        name = "Custom"
+
+    class Empty(Signal):
+        pass
+
+    def shout() -> None: ...
+
+    assert resolve_component(Echo, Signal, "signal")[0] == "Echo"
+    assert resolve_component(Named(), Signal, "signal")[0] == "Custom"
+    assert resolve_component(Echo, Signal, "signal", "Given")[0] == "Given"
+    assert resolve_component(shout, Signal, "signal") == ("shout", shout)
+    with pytest.raises(RegistrationError, match="define execute"):
+        resolve_component(Empty, Signal, "signal")
+    with pytest.raises(RegistrationError, match="needs a name"):
+        resolve_component(functools.partial(print), Signal, "signal")

@@ -18,7 +18,7 @@ import msgspec.inspect
 
 from .errors import InvalidPayload, RegistrationError
 
-__all__ = ["INJECTED", "Handler", "inspect_handler"]
+__all__ = ["INJECTED", "Handler", "inspect_handler", "resolve_component"]
 
 #: Parameter names filled by the framework rather than by the client's payload.
 INJECTED = ("ws", "sv", "db")
@@ -161,6 +161,30 @@ def _decode_any(raw: bytes | msgspec.Raw) -> Any:
 
 def _is_struct(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+
+
+def resolve_component(
+    target: Any, base: type, kind: str, name: str | None = None
+) -> tuple[str, Callable[..., Any]]:
+    """The name and callable of a function, or of a class-style component of ``base``.
+
+    A subclass of ``base`` is instantiated; its ``execute`` is the callable and its name
+    is ``name``, else its ``name`` attribute, else the class name. A function is named
+    after itself unless ``name`` is given.
+    """
+    if isinstance(target, type) and issubclass(target, base):
+        target = target()
+    if isinstance(target, base):
+        if getattr(type(target), "execute", None) is getattr(base, "execute", None):
+            raise RegistrationError(f"{kind} {type(target).__name__}: define execute()")
+        name = name or getattr(target, "name", None) or type(target).__name__
+        func: Callable[..., Any] = target.execute  # type: ignore[attr-defined]
+    else:
+        name = name or getattr(target, "__name__", None)
+        func = target
+    if not name or not isinstance(name, str):
+        raise RegistrationError(f"{kind} {target!r} needs a name")
+    return name, func
 
 
 def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True) -> Handler:

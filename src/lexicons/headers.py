@@ -34,7 +34,7 @@ import msgspec
 from websockets.http11 import Request
 
 from .errors import ConfigurationError, InvalidPayload, RegistrationError
-from .handlers import Handler, inspect_handler
+from .handlers import Handler, inspect_handler, resolve_component
 
 __all__ = [
     "SUBPROTOCOL",
@@ -95,18 +95,7 @@ class HeaderRegistry(Mapping[str, Handler]):
         self, target: Callable[..., Any] | type[Header] | Header, name: str | None = None
     ) -> Handler:
         """Register a function, a :class:`Header` subclass or a Header instance."""
-        if isinstance(target, type) and issubclass(target, Header):
-            target = target()
-        if isinstance(target, Header):
-            if type(target).execute is Header.execute:
-                raise RegistrationError(f"header {type(target).__name__}: define execute()")
-            name = name or target.name or type(target).__name__
-            func: Callable[..., Any] = target.execute
-        else:
-            name = name or getattr(target, "__name__", None)
-            func = target
-        if not name or not isinstance(name, str):
-            raise RegistrationError(f"header {target!r} needs a name")
+        name, func = resolve_component(target, Header, "header", name)
         if not _TOKEN.fullmatch(name):
             raise RegistrationError(
                 f"header {name!r}: the name must be an HTTP token (ASCII letters, digits "

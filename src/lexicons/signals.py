@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import RegistrationError
-from .handlers import Handler, inspect_handler
+from .handlers import Handler, inspect_handler, resolve_component
 
 __all__ = ["Response", "Signal", "SignalRegistry"]
 
@@ -65,16 +65,7 @@ class SignalRegistry(Mapping[str, Handler]):
         self, target: Callable[..., Any] | type[Signal] | Signal, name: str | None = None
     ) -> Handler:
         """Register a function, a :class:`Signal` subclass or a Signal instance."""
-        if isinstance(target, type) and issubclass(target, Signal):
-            target = target()
-        if isinstance(target, Signal):
-            name = name or target.name or type(target).__name__
-            func: Callable[..., Any] = target.execute
-        else:
-            name = name or getattr(target, "__name__", None)
-            func = target
-        if not name or not isinstance(name, str):
-            raise RegistrationError(f"signal {target!r} needs a name")
+        name, func = resolve_component(target, Signal, "signal", name)
         if name in self._handlers:
             existing = self._handlers[name].func
             raise RegistrationError(
