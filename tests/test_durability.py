@@ -5,47 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import Process
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-
-from tests.test_cli import SERVING
 
 APP = Path(__file__).parent / "apps" / "durable_app.py"
 
 pytestmark = pytest.mark.slow
 
 
-def start(data: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(APP),
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data",
-            str(data),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+def start(process: type[Process], data: Path) -> tuple[Process, str]:
+    server = process(
+        sys.executable, APP, "run", "--host", "127.0.0.1", "--port", "0", "--data", str(data)
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        found = SERVING.search(line)
-        if found:
-            return proc, found.group(1)
-    raise AssertionError("the durable app did not start")
+    return server, server.url()
 
 
-async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    proc, url = start(tmp_path)
+async def test_sigkill_loses_no_acknowledged_write(process: type[Process], tmp_path: Path) -> None:
+    server, url = start(process, tmp_path)
     acknowledged: dict[str, int] = {}
     try:
         async with connect(url) as ws:
@@ -59,7 +40,7 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
                     reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     acknowledged[reply["write"]] = reply["ref"]
                     if len(acknowledged) == 300:
-                        proc.send_signal(signal.SIGKILL)
+                        server.popen.send_signal(signal.SIGKILL)
                     await ws.send(
                         json.dumps({"write": {"n": sent, "text": f"t{sent}"}, "ref": sent})
                     )
@@ -67,9 +48,8 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
             except ConnectionClosed:
                 pass
     finally:
-        proc.kill()
-        proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]
+        server.popen.kill()
+        server.popen.communicate()
     assert len(acknowledged) >= 300
 
     from lexicons import Database
@@ -88,13 +68,9 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
     finally:
         db.close()
 
-    proc, url = start(tmp_path)  # and the app itself starts again on the same data
-    try:
-        async with connect(url) as ws:
-            await ws.send(json.dumps({"count": {}, "ref": 1}))
-            assert json.loads(await ws.recv())["count"] == len(rows)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=20)
-        proc.stderr.close()  # type: ignore[union-attr]
-    assert code == 0
+    server, url = start(process, tmp_path)  # and the app itself starts again on the same data
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"count": {}, "ref": 1}))
+        assert json.loads(await ws.recv())["count"] == len(rows)
+    code, _, err = server.stop(signal.SIGTERM)
+    assert code == 0, err

@@ -206,7 +206,9 @@ def place(name: str, value: str, source: str) -> tuple[str, list[tuple[str, str]
 def build(placed: list[tuple[str, list[tuple[str, str]]]]) -> Request:
     query = "&".join(q for q, _ in placed if q)
     return request(
-        "/live" + (f"?x=1&{query}" if query else ""), *[p for _, ps in placed for p in ps]
+        # The noise key "(noise)" holds characters no header name (an HTTP token) can have.
+        "/live" + (f"?%28noise%29=1&{query}" if query else ""),
+        *[p for _, ps in placed for p in ps],
     )
 
 
