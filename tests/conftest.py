@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +48,116 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-__all__ = ["chromium_path", "redis_available", "subprocess"]
+__all__ = [
+    "Process",
+    "chromium_path",
+    "eventually",
+    "redis_available",
+    "subprocess",
+    "subscribed",
+]
+
+ROOT = Path(__file__).parent.parent
+SERVING = re.compile(r"serving on (ws://\S+)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The shared Redis on 127.0.0.1:6379; the test is skipped when none answers."""
+    pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
+    if not redis_available():
+        pytest.skip("no Redis answers on 127.0.0.1:6379 (start redis-server; .ci/run does)")
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A broker namespace of this test's own, so parallel runs never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis(redis_url: str, namespace: str) -> AsyncIterator[Any]:
+    """A client of the shared Redis; deletes the test namespace's keys afterwards."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
+    """Wait until ``check()`` is true: for state another process or Redis changes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def subscribed(redis: Any, channel: str, processes: int) -> None:
+    """Wait until ``processes`` servers are subscribed in Redis to ``channel``."""
+
+    async def check() -> bool:
+        [(_, count)] = await redis.pubsub_numsub(channel)
+        return bool(count == processes)
+
+    await eventually(check, f"{processes} subscribers of {channel} in Redis")
+
+
+class Process:
+    """A server started as a subprocess; stopped by its own PID at the end of the test."""
+
+    def __init__(self, *args: str | Path, env: dict[str, str] | None = None) -> None:
+        self.popen = subprocess.Popen(
+            [str(a) for a in args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        self.stderr: list[str] = []
+
+    def wait_for(self, pattern: str | re.Pattern[str]) -> re.Match[str]:
+        """Read stderr lines until one matches ``pattern``; return the match."""
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.stderr.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.stderr))
+
+    def url(self) -> str:
+        """Read stderr until the 'serving on' line; return its URL."""
+        return self.wait_for(SERVING).group(1)
+
+    def stop(self, signum: int) -> tuple[int, str, str]:
+        self.popen.send_signal(signum)
+        out, err = self.popen.communicate(timeout=20)
+        return self.popen.returncode, out, "".join(self.stderr) + err
+
+
+@pytest.fixture
+def process() -> Iterator[type[Process]]:
+    """Start server subprocesses; any still running at the end is killed by its PID."""
+    started: list[Process] = []
+
+    class Tracked(Process):
+        def __init__(self, *args: str | Path, **kwargs: dict[str, str] | None) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
+
+    yield Tracked
+    for proc in started:
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+        proc.popen.communicate()  # reap it and close its pipes
 
 
 class RawClient:

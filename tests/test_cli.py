@@ -2,94 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, Process
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).parent.parent
+from lexicons.client import Client
+
 CHAT = ROOT / "examples" / "chat" / "app.py"
 LIFECYCLE = Path(__file__).parent / "apps" / "lifecycle_app.py"
-SERVING = re.compile(r"serving on (ws://\S+)")
 
 pytestmark = pytest.mark.slow
 
 
-class Process:
-    """A server started as a subprocess; stopped by its own PID at the end of the test."""
-
-    def __init__(self, *args: str | Path, env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            [str(a) for a in args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-            cwd=ROOT,
-        )
-        self.stderr: list[str] = []
-
-    def url(self) -> str:
-        """Read stderr until the 'serving on' line; return its URL."""
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr.append(line)
-            found = SERVING.search(line)
-            if found:
-                return found.group(1)
-        raise AssertionError("server exited before listening:\n" + "".join(self.stderr))
-
-    def stop(self, signum: int) -> tuple[int, str, str]:
-        self.popen.send_signal(signum)
-        out, err = self.popen.communicate(timeout=20)
-        return self.popen.returncode, out, "".join(self.stderr) + err
+def chatter(url: str, name: str) -> Client:
+    """A client of the chat example, registering ``name`` through the Register header."""
+    login = json.dumps({"name": name, "password": "correct horse"})
+    return Client(url, headers={"Register": login}, reconnect=None)
 
 
-@pytest.fixture
-def process() -> Iterator[type[Process]]:
-    started: list[Process] = []
-
-    class Tracked(Process):
-        def __init__(self, *args: str | Path, **kwargs: dict[str, str] | None) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-            started.append(self)
-
-    yield Tracked
-    for proc in started:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
+async def said(client: Client) -> str:
+    """The text of the next chat message the client receives."""
+    async with asyncio.timeout(10):
+        async for message in client:
+            if "say" in message:
+                return str(message["say"]["text"])
+    raise AssertionError("the connection ended first")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-async def test_run_serves_and_stops_cleanly(process: type[Process], signum: int) -> None:
-    server = process(sys.executable, CHAT, "run", "--host", "127.0.0.1", "--port", "0")
+async def test_run_serves_and_stops_cleanly(
+    process: type[Process], signum: int, tmp_path: Path
+) -> None:
+    server = process(
+        sys.executable, CHAT, "run", "--host", "127.0.0.1", "--port", "0", "--data", tmp_path
+    )
     url = server.url()
-    async with connect(url) as alice, connect(url) as bob:
-        await alice.send(json.dumps({"shout": {"text": "hi"}}))
-        for ws in (alice, bob):
-            message = json.loads(await ws.recv())
-            assert message["shout"]["text"] == "hi"
+    async with chatter(url, "alice") as alice, chatter(url, "bob") as bob:
+        for client in (alice, bob):
+            await client.call("join", room="lobby")
+        await alice.send("say", room="lobby", text="hi")
+        assert [await said(alice), await said(bob)] == ["hi", "hi"]
     code, _, err = server.stop(signum)
     assert code == 0, err
     assert "stopped" in err
 
 
-async def test_console_script_and_module_target(process: type[Process]) -> None:
+async def test_console_script_and_module_target(process: type[Process], tmp_path: Path) -> None:
     server = process(
-        sys.executable, "-m", "lexicons", "run", CHAT, "--host", "127.0.0.1", "--port", "0"
-    )
-    url = server.url()
-    async with connect(url) as ws:
-        await ws.send(json.dumps({"shout": {"text": "via lexicons run"}}))
-        assert json.loads(await ws.recv())["shout"]["text"] == "via lexicons run"
+        sys.executable, "-m", "lexicons", "run", CHAT, "--host", "127.0.0.1", "--port", "0",
+        "--data", tmp_path,
+    )  # fmt: skip
+    async with chatter(server.url(), "alice") as alice:
+        await alice.call("join", room="lobby")
+        await alice.send("say", room="lobby", text="via lexicons run")
+        assert await said(alice) == "via lexicons run"
     assert server.stop(signal.SIGTERM)[0] == 0
 
 
@@ -141,7 +115,8 @@ def test_port_in_use_fails_clearly(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, str(CHAT), "run", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, str(CHAT), "run", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--data", str(tmp_path)],  # the chat opens its store before it listens
             capture_output=True,
             text=True,
             timeout=20,

@@ -23,7 +23,7 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     os.chdir(tmp_path)  # examples that write data files write them here
     try:
         for number, block in enumerate(BLOCK.findall(page.read_text()), 1):
-            code = compile(block, f"{page.name}#block{number}", "exec")
+            code = compile(block, f"{page.name}#block{number}", "exec", dont_inherit=True)
             exec(code, namespace)
     finally:
         os.chdir(cwd)

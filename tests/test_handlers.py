@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -172,3 +172,35 @@ def test_resolve_component_names_functions_and_classes() -> None:
         resolve_component(Empty, Signal, "signal")
     with pytest.raises(RegistrationError, match="needs a name"):
         resolve_component(functools.partial(print), Signal, "signal")
+
+
+def test_annotated_constraints_are_enforced() -> None:
+    def handler(name: Annotated[str, msgspec.Meta(min_length=2, pattern="^[a-z]+$")]) -> Any: ...
+
+    h = inspect_handler(handler, "H")
+    assert h.payload.from_json(b'{"name": "ab"}') == {"name": "ab"}
+    with pytest.raises(InvalidPayload, match="length"):
+        h.payload.from_json(b'{"name": "a"}')
+    with pytest.raises(InvalidPayload, match="regex"):
+        h.payload.from_json(b'{"name": "AB"}')
+
+
+def test_unresolvable_annotations_are_refused_not_ignored() -> None:
+    def handler(x: NoSuchType) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(RegistrationError, match="cannot resolve"):
+        inspect_handler(handler, "H")
+
+
+def test_partials_and_callable_objects_are_validated() -> None:
+    def scaled(factor: int, value: int) -> int:
+        return factor * value
+
+    class Doubler:
+        def __call__(self, value: int) -> int:
+            return 2 * value
+
+    for target in (functools.partial(scaled, 3), Doubler()):
+        h = inspect_handler(target, "H")
+        with pytest.raises(InvalidPayload, match="int"):
+            h.payload.from_json(b'{"value": "x"}')

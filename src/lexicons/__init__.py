@@ -21,6 +21,7 @@
 
 from .broker import Broker, LocalBroker
 from .channels import Channel, Channels
+from .client import Backoff, Client
 from .connection import Connection
 from .database import Database
 from .errors import (
@@ -50,9 +51,11 @@ from .signals import Response, Signal
 from .tasks import Task
 
 __all__ = [
+    "Backoff",
     "Broker",
     "Channel",
     "Channels",
+    "Client",
     "ConfigurationError",
     "Connection",
     "Database",

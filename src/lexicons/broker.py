@@ -5,7 +5,8 @@ first, ``unsubscribe`` when the last one leaves) and hands it each broadcast wit
 ``publish``. The broker calls back ``deliver(channels, data)`` in every process that
 subscribed, and that process writes the bytes to its local subscribers. The default
 :class:`LocalBroker` does this within one process; a broker that shares channels across
-processes implements the same five methods.
+processes implements the same methods (``recount`` and ``count`` only matter to a broker
+that keeps a cluster-wide subscriber count).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Broker:
 
     def unsubscribe(self, channel: str) -> None:
         """This process has no local subscribers of ``channel`` any more."""
+
+    def recount(self, channel: str, local: int) -> None:
+        """This process now has ``local`` subscribers of ``channel`` (called on every change)."""
 
     async def count(self, channel: str, local: int) -> int:
         """Subscribers of ``channel`` in every process; ``local`` is this process's count."""

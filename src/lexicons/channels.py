@@ -59,8 +59,10 @@ class Channel:
             return
         self._members[ws.pk] = ws
         ws._channels.add(self.name)
+        broker = registry.broker
         if len(self._members) == 1:
-            registry.broker.subscribe(self.name)
+            broker.subscribe(self.name)
+        broker.recount(self.name, len(self._members))
 
     def unsubscribe(self, pk: str | Connection) -> None:
         """Remove a connection; unsubscribing a non-member is harmless."""
@@ -69,8 +71,11 @@ class Channel:
         if ws is None:
             return
         ws._channels.discard(self.name)
-        if not self._members and self._registry is not None:
-            self._registry.broker.unsubscribe(self.name)
+        if self._registry is not None:
+            broker = self._registry.broker
+            if not self._members:
+                broker.unsubscribe(self.name)
+            broker.recount(self.name, len(self._members))
 
     def broadcast(self, payload: Any) -> None:
         """Send ``payload`` to every subscriber, in every process that shares the broker."""
@@ -160,11 +165,15 @@ class Channels(Mapping[str, Channel]):
     def deliver(self, names: Sequence[str], data: bytes) -> None:
         """Write one broadcast to this process's subscribers of ``names``, each once."""
         frame = text_frame(data)
+        # Link.write_frame inlined: a Python call per subscriber cost 370 instructions
+        # (1,280 -> 910 per delivery besides the write itself; the floor's loop takes 750).
         if len(names) == 1:
             channel = self._channels.get(names[0])
             if channel is not None:
                 for ws in channel._members.values():
-                    ws._link.write_frame(frame)
+                    link = ws._link
+                    if link.is_open:
+                        link.transport.write(frame)
             return
         seen: set[str] = set()
         for name in names:
@@ -174,7 +183,9 @@ class Channels(Mapping[str, Channel]):
             for pk, ws in channel._members.items():
                 if pk not in seen:
                     seen.add(pk)
-                    ws._link.write_frame(frame)
+                    link = ws._link
+                    if link.is_open:
+                        link.transport.write(frame)
 
     def drop(self, ws: Connection) -> None:
         """Unsubscribe a departing connection from every channel it joined."""

@@ -139,7 +139,7 @@ async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker |
         signals_seen += 1
         if signals_seen == 1:
             name = signal.Signals(signum).name
-            print(f"lexicons: {who}{name}: shutting down", file=sys.stderr)
+            tell(f"{who}{name}: shutting down")
             stop.set()
         elif worker is None:
             print("lexicons: second signal: exiting now", file=sys.stderr)
@@ -150,17 +150,30 @@ async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker |
     try:
         running = await Running(app, settings).start()
     except (LexiconsError, OSError) as exc:
-        print(f"lexicons: error: could not start: {exc}", file=sys.stderr)
+        tell(f"{who}error: could not start: {exc}")
         return 1
     if worker is None:
-        print(f"lexicons: serving on {running.url} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+        tell(f"serving on {running.url} (Ctrl+C to stop)")
+        if settings.static:
+            page = (
+                "https" + running.url[3:]
+                if running.url.startswith("wss")
+                else "http" + running.url[2:]
+            )
+            tell(f"open {page} in a browser")
     else:
-        print(f"lexicons: {who}listening (pid {os.getpid()})", file=sys.stderr, flush=True)
+        tell(f"{who}listening (pid {os.getpid()})")
         worker.ready(stop.set)
     await stop.wait()
     await running.close()
-    print(f"lexicons: {who}stopped", file=sys.stderr, flush=True)
+    tell(f"{who}stopped")
     return 0
+
+
+def tell(message: str) -> None:
+    """One line on stderr, in one write: workers share the stream and must not interleave."""
+    sys.stderr.write(f"lexicons: {message}\n")
+    sys.stderr.flush()
 
 
 def _shell(app: Server, settings: Settings) -> int:

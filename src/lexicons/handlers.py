@@ -8,6 +8,7 @@ worked out here once, so nothing is introspected per message.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class PayloadSpec:
     payload decoded into it. Unknown fields are refused unless it takes ``**kwargs``.
     """
 
-    __slots__ = ("_struct", "_fields", "_whole", "_extra", "_json", "_empty")
+    __slots__ = ("_struct", "_whole", "_extra", "_json")
 
     def __init__(
         self,
@@ -66,7 +67,6 @@ class PayloadSpec:
     ) -> None:
         self._extra = takes_extra
         self._whole: str | None = None
-        self._empty = not params
         if len(params) == 1 and _is_struct(hints.get(params[0].name)):
             self._whole = params[0].name
             self._struct: type[msgspec.Struct] = hints[params[0].name]
@@ -90,21 +90,20 @@ class PayloadSpec:
                 raise RegistrationError(
                     f"{owner}: unsupported parameter annotation: {exc}"
                 ) from exc
-        self._fields = self._struct.__struct_fields__
         self._json = msgspec.json.Decoder(self._struct)
 
     def from_json(self, raw: bytes | msgspec.Raw) -> dict[str, Any]:
         """Validate a raw JSON payload; ``null`` counts as an empty object."""
-        if self._empty and not self._extra and bytes(raw).strip() in (b"{}", b"null"):
-            return {}
         if self._extra:
             # **kwargs: keep the unknown fields too, so decode generically, then check.
             return self.from_object(_decode_any(raw))
-        if bytes(raw).strip() == b"null":
-            raw = b"{}"
         try:
             value = self._json.decode(raw)
         except msgspec.DecodeError as exc:  # includes ValidationError
+            # ``null`` is looked for only once decoding failed: copying and stripping
+            # every payload first cost 0.3 µs per message.
+            if bytes(raw).strip() == b"null":
+                return self.from_json(b"{}")
             raise InvalidPayload(str(exc)) from None
         return self._kwargs(value)
 
@@ -128,7 +127,7 @@ class PayloadSpec:
     def _kwargs(self, value: msgspec.Struct) -> dict[str, Any]:
         if self._whole is not None:
             return {self._whole: value}
-        return {f: getattr(value, f) for f in self._fields}
+        return msgspec.structs.asdict(value)  # in C: 0.2 µs, a comprehension took 0.6
 
 
 def _check_types(struct: type[msgspec.Struct]) -> None:
@@ -202,9 +201,13 @@ def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True
     except (TypeError, ValueError) as exc:
         raise RegistrationError(f"{name}: cannot read the signature: {exc}") from exc
     try:
-        hints = get_type_hints(func)
-    except Exception:  # unresolvable forward references: treat as unannotated
-        hints = {}
+        hints = get_type_hints(_annotated(func), include_extras=True)  # keep Annotated metadata
+    except Exception as exc:
+        # Ignoring the annotations would silently drop their validation: refuse instead.
+        raise RegistrationError(
+            f"{name}: cannot resolve the parameter annotations ({exc}); define the types "
+            "they name at module level, or import them there"
+        ) from exc
     hints.pop("return", None)
     inject: list[str] = []
     params: list[inspect.Parameter] = []
@@ -235,6 +238,15 @@ def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True
         inject=tuple(inject),
         payload=PayloadSpec(name, params, hints, takes_extra),
     )
+
+
+def _annotated(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The function whose annotations describe ``func``'s parameters."""
+    if isinstance(func, functools.partial):
+        return _annotated(func.func)
+    if inspect.isroutine(func) or isinstance(func, type):
+        return func
+    return type(func).__call__  # a callable object
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

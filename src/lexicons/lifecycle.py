@@ -282,10 +282,16 @@ def _select_subprotocol(protocol: Any, offered: Any) -> Any:
 
 
 def make_broker(settings: Settings) -> Broker:
-    """The broker the ``broker`` setting names (``None``: in-process)."""
-    if settings.broker is None:
+    """The broker the ``broker`` setting names: ``None`` in-process, a Redis URL shared."""
+    url = settings.broker
+    if url is None:
         return LocalBroker()
+    from .redis_broker import RedisBroker, redacted
+
+    if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
+        return RedisBroker(url, namespace=settings.broker_namespace)
     raise ConfigurationError(
-        f"broker: {settings.broker!r} is not supported yet; leave it unset for the "
+        f"broker: {redacted(url)!r} is not a broker URL; use redis://host:port/db, "
+        "rediss://... or unix:///path/to/redis.sock, or leave it unset for the "
         "in-process broker"
     )

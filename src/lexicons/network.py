@@ -162,7 +162,8 @@ class Link(asyncio.Protocol):
         self.is_open = False
         self._early: list[bytes] | None = []  # frames sent by header functions
         self._busy = False
-        self._waiting: deque[Buffer] = deque()
+        # Made when a frame first has to wait: an empty deque is 760 bytes per connection.
+        self._waiting: deque[Buffer] | None = None
         self._paused = False
         self._fragments: list[Buffer] | None = None
         self._fragment_op = _TEXT
@@ -200,7 +201,7 @@ class Link(asyncio.Protocol):
         self._lost = True
         self.is_open = False
         self._cancel_timer()
-        self._waiting.clear()
+        self._waiting = None
         ws = self.ws
         hub = self.hub
         if ws is not None and hub.connections.pop(ws.pk, None) is not None:
@@ -260,6 +261,8 @@ class Link(asyncio.Protocol):
         if not self.is_open:
             return
         if self._busy:
+            if self._waiting is None:
+                self._waiting = deque()
             self._waiting.append(data)
             if len(self._waiting) >= MAX_WAITING and not self._paused:
                 self._paused = True

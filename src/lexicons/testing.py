@@ -9,6 +9,11 @@
             alice = await client.connect()
             assert await alice.call("echo", text="hi") == {"text": "hi"}
 
+    def test_echo_sync():                       # a plain test: the server runs in a thread
+        with TestClient(app) as client:
+            alice = client.connect()
+            assert alice.call("echo", text="hi") == {"text": "hi"}
+
 The server listens on an ephemeral port on 127.0.0.1; clients are real WebSocket
 connections (the ``websockets`` client), so handshake checks, channels and the wire
 protocol are exercised exactly as in production.
@@ -19,40 +24,75 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import ssl as ssl_module
+import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from .errors import SignalError
+from .client import open_connection, raise_for_errors
+from .errors import HandshakeRejected
+from .security import WireLogFilter
 
 if TYPE_CHECKING:
     from .lifecycle import Running
     from .server import Server
 
-__all__ = ["HandshakeFailed", "Peer", "TestClient"]
+__all__ = [
+    "BlockingClient",
+    "BlockingPeer",
+    "HandshakeFailed",
+    "HttpResponse",
+    "Peer",
+    "TestClient",
+]
+
+T = TypeVar("T")
 
 #: Default seconds to wait for an expected message before failing the test.
 TIMEOUT = 5.0
 
+# The websockets client logs its handshake (query string, cookies, credential
+# subprotocols) at debug level; test runs keep logs in CI, so the same filter as the
+# server's keeps credentials out of them.
+_client_logger = logging.getLogger("lexicons.testing")
+_client_logger.addFilter(WireLogFilter())
 
-class HandshakeFailed(Exception):
+
+class HandshakeFailed(HandshakeRejected):
     """The server refused the connection; ``status`` and ``body`` say how."""
 
     def __init__(self, status: int, body: str) -> None:
-        self.status = status
         self.body = body
-        super().__init__(f"handshake refused: {status} {body.strip()}")
+        super().__init__(status, body.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A plain HTTP answer from the app's port (health check, static files)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
 
 
 class TestClient:
-    """Run ``app`` on 127.0.0.1 for the duration of an ``async with`` block.
+    """Run ``app`` on 127.0.0.1 for the duration of an ``async with`` (or ``with``) block.
 
-    Keyword arguments override settings for this run (``debug=False``, ``durable=True``...).
+    Keyword arguments override settings for this run (``debug=False``, ``durable=True``,
+    ``data=tmp_path``...). ``async with`` serves inside the test's event loop and gives
+    this object; plain ``with`` serves from a background thread and gives a
+    :class:`BlockingClient` for synchronous tests.
     """
 
     __test__ = False  # not a pytest test class
@@ -62,6 +102,7 @@ class TestClient:
         self._settings = {"host": "127.0.0.1", "port": 0, **settings}
         self.running: Running | None = None
         self._peers: list[Peer] = []
+        self._blocking: BlockingClient | None = None
 
     async def __aenter__(self) -> TestClient:
         self.running = await self.app.serve(**self._settings).start()
@@ -73,8 +114,17 @@ class TestClient:
         if self.running is not None:
             await self.running.close()
 
+    def __enter__(self) -> BlockingClient:
+        self._blocking = BlockingClient(self)
+        return self._blocking
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._blocking is not None
+        self._blocking.stop()
+
     @property
     def url(self) -> str:
+        """``ws://127.0.0.1:<port>/`` of the running app."""
         assert self.running is not None, "use TestClient in an async with block"
         return self.running.url
 
@@ -87,37 +137,58 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         subprotocols: Sequence[str] | None = None,
         origin: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> Peer:
         """Open a WebSocket to the app, with optional handshake credentials.
 
+        ``ssl`` is the client's TLS context for an app served with ``protocol="wss"``, for
+        example one trusting a test CA (``trustme.CA().configure_trust(context)``).
         Raises :class:`HandshakeFailed` when the server answers with an HTTP error.
         """
-        url = self.url.rstrip("/") + path
-        if query:
-            url += ("&" if "?" in url else "?") + urlencode(query)
-        extra = dict(headers or {})
-        if cookies:
-            extra["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        # websockets refuses ssl=None for a wss:// URL; without a context it makes a default one.
+        tls: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
         try:
-            ws = await connect(
-                url,
-                additional_headers=extra,
-                subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
-                origin=origin,  # type: ignore[arg-type]
-                ssl=None,
-                open_timeout=TIMEOUT,
-                compression=None,
+            ws = await open_connection(
+                self.url.rstrip("/") + path,
+                headers=headers,
+                query=query,
+                cookies=cookies,
+                subprotocols=subprotocols,
+                origin=origin,
+                timeout=TIMEOUT,
+                logger=_client_logger,
+                **tls,
             )
-        except InvalidStatus as exc:
-            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
-            raise HandshakeFailed(exc.response.status_code, body) from None
+        except HandshakeRejected as exc:
+            raise HandshakeFailed(exc.status, exc.reason) from None
         peer = Peer(ws)
         self._peers.append(peer)
         return peer
 
+    async def get(self, path: str = "/", headers: Mapping[str, str] | None = None) -> HttpResponse:
+        """Send a plain HTTP GET to the app's port: ``/healthz``, or a ``static`` file."""
+        address = urlsplit(self.url)
+        assert address.hostname is not None and address.port is not None
+        reader, writer = await asyncio.open_connection(address.hostname, address.port)
+        lines = [f"GET {path} HTTP/1.1", f"Host: {address.netloc}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            data = await asyncio.wait_for(reader.read(), TIMEOUT)  # the server closes after it
+        finally:
+            writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        fields = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+        return HttpResponse(int(status_line.split()[1]), fields, body)
+
 
 class Peer:
-    """One connected test client: send signals, receive messages, assert silence."""
+    """One connected test client: send signals, receive messages, assert silence.
+
+    Messages read while looking for something else (a reply to :meth:`call`, a signal
+    given to :meth:`expect`) are kept, in order, for :meth:`receive`.
+    """
 
     __test__ = False
 
@@ -147,24 +218,26 @@ class Peer:
             return self._backlog.popleft()
         return await self._read(timeout)
 
+    async def expect(self, signal: str, timeout: float = TIMEOUT) -> Any:
+        """The payload of the next message named ``signal`` (a broadcast, a notice).
+
+        Other messages stay queued for :meth:`receive`; fails the test after ``timeout``.
+        """
+        message = await self._first(lambda m: isinstance(m, dict) and signal in m, timeout)
+        return message[signal]
+
     async def call(self, signal: str, timeout: float = TIMEOUT, **payload: Any) -> Any:
         """Send a request with a fresh ``ref`` and return its reply's payload.
 
-        Messages that arrive meanwhile are kept for :meth:`receive`. An error frame for
-        this request raises :class:`~lexicons.errors.SignalError` with its code.
+        An error frame for this request raises :class:`~lexicons.errors.SignalError` with
+        its code. A signal that broadcasts (returns a ``Response``) sends no reply: use
+        :meth:`send` and :meth:`expect` for it.
         """
         ref = next(self._refs)
         await self.ws.send(json.dumps({signal: payload, "ref": ref}))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            message = await self._read(max(deadline - loop.time(), 0.001))
-            if isinstance(message, dict) and message.get("ref") == ref:
-                if "Errors" in message:
-                    error = message["Errors"][0]
-                    raise SignalError(error["code"], error["message"])
-                return message[signal]
-            self._backlog.append(message)
+        message = await self._first(lambda m: isinstance(m, dict) and m.get("ref") == ref, timeout)
+        raise_for_errors(message)
+        return message[signal]
 
     async def assert_nothing_received(self) -> None:
         """Fail if any message is waiting.
@@ -194,9 +267,116 @@ class Peer:
         """Close the connection (harmless when already closed)."""
         await self.ws.close()
 
+    async def _first(self, wanted: Callable[[Any], bool], timeout: float) -> Any:
+        """The first message, queued or new, that ``wanted`` accepts; others stay queued."""
+        for index, message in enumerate(self._backlog):
+            if wanted(message):
+                del self._backlog[index]
+                return message
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            message = await self._read(max(deadline - loop.time(), 0.001))
+            if wanted(message):
+                return message
+            self._backlog.append(message)
+
     async def _read(self, timeout: float) -> Any:
         try:
             data = await asyncio.wait_for(self.ws.recv(), timeout)
         except TimeoutError:
             raise AssertionError(f"no message within {timeout:g} s") from None
         return json.loads(data)
+
+
+class BlockingClient:
+    """:class:`TestClient` for synchronous tests: ``with TestClient(app) as client:``.
+
+    The app is served by an event loop in a background thread; every method blocks
+    until that loop has done the work. Handlers run in that thread, not the test's.
+    """
+
+    __test__ = False
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="lexicons-testclient", daemon=True
+        )
+        self._thread.start()
+        try:
+            self.run(client.__aenter__())
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @property
+    def app(self) -> Server:
+        return self.client.app
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def connect(self, path: str = "/", **credentials: Any) -> BlockingPeer:
+        """Like :meth:`TestClient.connect`, with the same keyword arguments."""
+        return BlockingPeer(self, self.run(self.client.connect(path, **credentials)))
+
+    def get(self, path: str = "/", headers: Mapping[str, str] | None = None) -> HttpResponse:
+        """Like :meth:`TestClient.get`."""
+        return self.run(self.client.get(path, headers))
+
+    def stop(self) -> None:
+        """Close every peer, run the app's shutdown, and end the thread."""
+        try:
+            self.run(self.client.__aexit__(None, None, None))
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class BlockingPeer:
+    """:class:`Peer` with blocking methods, for synchronous tests."""
+
+    __test__ = False
+
+    def __init__(self, client: BlockingClient, peer: Peer) -> None:
+        self.peer = peer
+        self._run = client.run
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.peer.subprotocol
+
+    def send(self, signal: str, **payload: Any) -> None:
+        self._run(self.peer.send(signal, **payload))
+
+    def send_raw(self, data: str | bytes | Any) -> None:
+        self._run(self.peer.send_raw(data))
+
+    def receive(self, timeout: float = TIMEOUT) -> Any:
+        return self._run(self.peer.receive(timeout))
+
+    def expect(self, signal: str, timeout: float = TIMEOUT) -> Any:
+        return self._run(self.peer.expect(signal, timeout))
+
+    def call(self, signal: str, timeout: float = TIMEOUT, **payload: Any) -> Any:
+        return self._run(self.peer.call(signal, timeout, **payload))
+
+    def assert_nothing_received(self) -> None:
+        self._run(self.peer.assert_nothing_received())
+
+    def closed(self, timeout: float = TIMEOUT) -> tuple[int | None, str | None]:
+        return self._run(self.peer.closed(timeout))
+
+    def close(self) -> None:
+        self._run(self.peer.close())

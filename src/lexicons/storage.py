@@ -1,0 +1,322 @@
+"""Persistence: JSON files for ``save()``/``load()``, and the SQLite file of durable mode.
+
+Both hold each row as the JSON msgspec writes for the model, so a value round-trips
+exactly (sets, datetimes with their offset, big integers, nested containers).
+
+The durable file is ``<data>/lexicons.sqlite3``: one table per model with columns
+``seq`` (creation order, the rowid), ``pk`` and ``data`` (the row as JSON text). Each
+``commit()`` writes every change since the last one in a single transaction, in WAL
+mode; a crash loses at most what was never committed, and never half a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .database_index import Table
+from .errors import StorageError
+from .models import Model, Schema
+
+__all__ = ["FILE_NAME", "DurableStore", "load_json", "migrate_json", "save_json"]
+
+log = logging.getLogger("lexicons.database")
+
+#: The durable store's file name inside the data directory.
+FILE_NAME = "lexicons.sqlite3"
+_APPLICATION_ID = 0x4C584442  # "LXDB": marks the file as ours
+_FORMAT = 1  # PRAGMA user_version
+_MIGRATE = "if the model changed, run `python app.py migrate`"
+_encode = msgspec.json.Encoder().encode
+
+
+# --- JSON files ---------------------------------------------------------------------
+
+
+def save_json(path: Path, rows: Iterable[Model]) -> None:
+    """Write rows as an indented JSON array, replacing ``path`` only once fully written."""
+    body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as file:
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write: {exc}") from exc
+
+
+def load_json(path: Path, schema: Schema) -> list[Model] | None:
+    """Read and check a file written by :func:`save_json`; None when there is no file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot read: {exc}") from exc
+    try:
+        rows: list[Model] = msgspec.json.decode(raw, type=list[schema.cls])  # type: ignore[name-defined]
+    except msgspec.ValidationError as exc:
+        raise StorageError(
+            f"{path}: does not match model {schema.name}: {exc}; {_MIGRATE}"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"{path}: not valid JSON: {exc}") from None
+    _check_rows(str(path), schema, rows)
+    return rows
+
+
+def migrate_json(path: Path, schema: Schema) -> str | None:
+    """Bring one model's JSON file to the current fields; returns a summary line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot read: {exc}") from exc
+    try:
+        objects = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(objects, list):
+        raise StorageError(f"{path}: expected a JSON array of rows")
+    added: set[str] = set()
+    removed: set[str] = set()
+    rows = [
+        _upgrade(f"{path}: row {i}", obj, schema, added, removed) for i, obj in enumerate(objects)
+    ]
+    _check_rows(str(path), schema, rows)
+    if added or removed:
+        save_json(path, rows)
+    return f"{path}: {len(rows)} rows{_changes(added, removed)}"
+
+
+def _upgrade(where: str, obj: Any, schema: Schema, added: set[str], removed: set[str]) -> Model:
+    """One stored row to the current model: drop removed fields, default new ones, check."""
+    if not isinstance(obj, dict):
+        raise StorageError(f"{where}: expected a JSON object")
+    gone = obj.keys() - schema.names
+    for name in gone:
+        del obj[name]
+    removed |= gone
+    added |= schema.names - obj.keys()
+    try:
+        return msgspec.convert(obj, schema.cls)
+    except msgspec.ValidationError as exc:
+        raise StorageError(
+            f"{where}: cannot convert to model {schema.name}: {exc} "
+            "(a new field needs a default; a changed type needs the data changed by hand)"
+        ) from None
+
+
+def _check_rows(where: str, schema: Schema, rows: list[Model]) -> None:
+    seen: set[str] = set()
+    for row in rows:
+        if not row.pk or row.pk in seen:
+            raise StorageError(f"{where}: {schema.name} pk {row.pk!r} is empty or repeated")
+        seen.add(row.pk)
+        for name, check in schema.checks:
+            if problem := check(getattr(row, name)):
+                raise StorageError(f"{where}: {schema.name} {row.pk}: {name}: {problem}")
+
+
+def _changes(added: set[str], removed: set[str]) -> str:
+    parts = []
+    if added:
+        parts.append("added " + ", ".join(sorted(added)))
+    if removed:
+        parts.append("removed " + ", ".join(sorted(removed)))
+    return f" ({'; '.join(parts)})" if parts else " (already current)"
+
+
+# --- the durable SQLite store ---------------------------------------------------------
+
+
+class DurableStore:
+    """The SQLite file behind durable mode: load tables at start, write changes at commit.
+
+    The file is opened in exclusive locking mode, so a second process cannot open the
+    same data directory and quietly diverge from the first.
+    """
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+
+    def _fail(self, doing: str, exc: BaseException) -> StorageError:
+        hint = ""
+        if "locked" in str(exc):
+            hint = " (another process has it open: durable mode allows one process per file)"
+        return StorageError(f"{self.path}: cannot {doing}: {exc}{hint}")
+
+    def open(self) -> None:
+        """Open or create the file and check it is a lexicons store of a known format."""
+        if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StorageError(f"{self.path}: synchronous must be NORMAL, FULL, EXTRA or OFF")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=1.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._fail("open the durable store", exc) from exc
+        try:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app_id != _APPLICATION_ID and (app_id or tables):
+                raise StorageError(f"{self.path}: not a lexicons data file; it was left untouched")
+            if version > _FORMAT:
+                raise StorageError(f"{self.path}: written by a newer lexicons (format {version})")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("%s: journal mode %s (WAL unavailable here)", self.path, mode)
+            conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            # Writing the header takes the exclusive lock now, not at the first commit.
+            conn.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={_FORMAT}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._fail("open the durable store", exc) from exc
+        except StorageError:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection (StorageError when closed)."""
+        if self._conn is None:
+            raise StorageError(f"{self.path}: the durable store is not open")
+        return self._conn
+
+    def load(self, schema: Schema) -> list[tuple[int, Model]]:
+        """Create the model's table if new, and return its rows as (seq, row)."""
+        decode = msgspec.json.Decoder(schema.cls).decode
+        name = schema.name
+        rows: list[tuple[int, Model]] = []
+        try:
+            self.conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{name}" '
+                "(seq INTEGER PRIMARY KEY, pk TEXT NOT NULL, data TEXT NOT NULL)"
+            )
+            for seq, data in self.conn.execute(f'SELECT seq, data FROM "{name}" ORDER BY seq'):
+                try:
+                    rows.append((seq, decode(data)))
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    raise StorageError(
+                        f"{self.path}: table {name}, row {seq}: {exc}; {_MIGRATE}"
+                    ) from None
+        except sqlite3.Error as exc:
+            raise self._fail(f"read table {name}", exc) from exc
+        _check_rows(f"{self.path}: table {name}", schema, [row for _, row in rows])
+        return rows
+
+    def commit(self, tables: Iterable[Table]) -> None:
+        """Write every change logged on ``tables`` in one transaction, then clear the logs."""
+        conn = self.conn
+        dirty = [t for t in tables if t.log or t.reset]
+        if not dirty:
+            return
+        try:
+            conn.execute("BEGIN")
+            for table in dirty:
+                name, changes = table.schema.name, table.log or {}
+                if table.reset:
+                    conn.execute(f'DELETE FROM "{name}"')
+                gone = [(seq,) for seq, row in changes.items() if row is None]
+                if gone:
+                    conn.executemany(f'DELETE FROM "{name}" WHERE seq = ?', gone)
+                conn.executemany(
+                    f'INSERT OR REPLACE INTO "{name}" (seq, pk, data) VALUES (?, ?, ?)',
+                    [
+                        (seq, row.pk, _encode(row).decode())
+                        for seq, row in changes.items()
+                        if row is not None
+                    ],
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._fail("write", exc) from exc
+        for table in dirty:
+            if table.log:
+                table.log.clear()
+            table.reset = False
+
+    def migrate(self, schemas: Iterable[Schema]) -> list[str]:
+        """Bring every model's table to the current fields, in one transaction."""
+        conn, lines = self.conn, []
+        known = {s.name: s for s in schemas}
+        try:
+            names = [
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            conn.execute("BEGIN")
+            for name in names:
+                schema = known.get(name)
+                if schema is None:
+                    lines.append(f"{self.path}: table {name} has no model (left unchanged)")
+                    continue
+                added: set[str] = set()
+                removed: set[str] = set()
+                stored = conn.execute(f'SELECT seq, data FROM "{name}" ORDER BY seq').fetchall()
+                rows = [
+                    (
+                        seq,
+                        _upgrade(
+                            f"{self.path}: table {name}, row {seq}",
+                            _json(data),
+                            schema,
+                            added,
+                            removed,
+                        ),
+                    )
+                    for seq, data in stored
+                ]
+                _check_rows(f"{self.path}: table {name}", schema, [row for _, row in rows])
+                if added or removed:
+                    conn.executemany(
+                        f'UPDATE "{name}" SET pk = ?, data = ? WHERE seq = ?',
+                        [(row.pk, _encode(row).decode(), seq) for seq, row in rows],
+                    )
+                lines.append(f"{self.path}: {name}: {len(rows)} rows{_changes(added, removed)}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._fail("migrate", exc) from exc
+        except StorageError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return lines
+
+    def close(self) -> None:
+        """Close the file (SQLite folds the WAL back into it)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error as exc:  # pragma: no cover - close rarely fails
+                raise self._fail("close", exc) from exc
+            finally:
+                self._conn = None
+
+
+def _json(data: str) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise StorageError(f"a stored row is not valid JSON: {exc}") from None
