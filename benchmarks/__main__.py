@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", action="append", choices=sorted(TARGETS), help="repeatable")
     parser.add_argument("--loop", action="append", choices=("uvloop", "asyncio"))
     parser.add_argument("--repeat", type=int, help="rounds (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="re-runs of a run during which other processes used a core (default 2)",
+    )
     parser.add_argument("--duration", type=float, help="seconds measured per run")
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
     args = parser.parse_args(argv)
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat=args.repeat or (1 if args.quick else 3),
         sizes=sizes,
         shared_server=args.quick,
+        retries=args.retries,
     )
     results = run(plan)
     print()

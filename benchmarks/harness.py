@@ -253,8 +253,11 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
         ready_timeout: float = 30.0,
+        grace: float = 5.0,
     ) -> None:
         self.argv = list(argv)
+        #: How long :meth:`stop` waits after SIGTERM before SIGKILL.
+        self.grace = grace
         self.cpu = cpu
         self.env = env
         self.cwd = cwd
@@ -310,14 +313,18 @@ class ServerProcess:
         except (OSError, ValueError):
             return ""
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the process: SIGTERM, then SIGKILL if it has not exited in ``timeout``."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the process: SIGTERM, then SIGKILL if it has not exited in ``timeout``.
+
+        ``timeout`` defaults to ``grace``; ``0`` kills at once.
+        """
         process = self._process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        timeout = self.grace if timeout is None else timeout
+        process.send_signal(signal.SIGTERM if timeout > 0 else signal.SIGKILL)
         try:
-            process.wait(timeout)
+            process.wait(timeout or None)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

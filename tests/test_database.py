@@ -1,10 +1,10 @@
-"""The Database API: create, get, update, drop, get_or_create, hydrate, and the docs' examples."""
+"""The Database API: create, get, update, drop, get_or_create, hydrate.
+
+The examples in docs/model.md and docs/database.md run in tests/test_docs.py.
+"""
 
 from __future__ import annotations
 
-import re
-import sys
-import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,8 +14,6 @@ import pytest
 from lexicons.database import Database
 from lexicons.errors import IntegrityError, QueryError, StorageError
 from lexicons.models import Index, Model, Ref
-
-DOCS = Path(__file__).parent.parent / "docs"
 
 
 class Company(Model):
@@ -232,24 +230,3 @@ def test_a_durable_database_refuses_writes_before_open(tmp_path: Path) -> None:
     db.create(Company, name="acme")
     db.close()
     assert db.query(Company).first() is not None  # still readable after close
-
-
-# --- the documentation's examples run -------------------------------------------------
-
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-
-
-@pytest.mark.parametrize("page", ["model.md", "database.md"])
-def test_the_examples_in_the_docs_run(
-    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every block, in order, in one module, as a reader pastes them into a file."""
-    blocks = _BLOCK.findall((DOCS / page).read_text())
-    assert blocks, f"docs/{page} has no example"
-    monkeypatch.chdir(tmp_path)
-    module = types.ModuleType(f"docs_{page[:-3]}")
-    monkeypatch.setitem(sys.modules, module.__name__, module)  # as if imported
-    for number, code in enumerate(blocks, 1):
-        # dont_inherit: this file's `from __future__ import annotations` is not the reader's
-        compiled = compile(code, f"docs/{page} block {number}", "exec", dont_inherit=True)
-        exec(compiled, module.__dict__)

@@ -395,3 +395,39 @@ async def test_processes_share_channels_exactly_once_in_order(
     for server in servers:
         code, out, err = server.stop(signal.SIGTERM)
         assert code == 0, err
+
+
+async def test_a_redis_that_stops_answering_is_given_up_and_rejoined(
+    own_redis: OwnRedis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frozen Redis (SIGSTOP) keeps the sockets open: the heartbeat must notice."""
+    delivered: list[bytes] = []
+    broker = RedisBroker(own_redis.url, namespace, timeout=0.3, heartbeat=0.1)
+    broker.bind(lambda channels, data: delivered.append(data))
+    await broker.start()
+    try:
+        broker.subscribe("Public")
+        assert own_redis.popen is not None
+        own_redis.popen.send_signal(signal.SIGSTOP)
+        try:
+            broker.publish(["Public"], b'{"n":1}')  # local delivery does not wait for Redis
+
+            async def offline() -> bool:
+                return not broker.online
+
+            await eventually(offline, "the heartbeat to give up on the frozen Redis")
+        finally:
+            own_redis.popen.send_signal(signal.SIGCONT)
+
+        async def online() -> bool:
+            return broker.online
+
+        await eventually(online, "the broker to reconnect")
+        assert delivered == [b'{"n":1}']
+        assert broker.undelivered == 1  # it was waiting for Redis's reply when it froze
+    finally:
+        await broker.stop()
+    assert any(
+        "did not answer" in r.getMessage() or "stopped answering" in r.getMessage()
+        for r in caplog.records
+    )

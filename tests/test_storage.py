@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import select
@@ -279,6 +280,16 @@ def test_the_durable_file_is_sqlite_in_wal_mode(tmp_path: Path) -> None:
     rows = conn.execute('SELECT seq, pk, json_extract(data, "$.label") FROM "Kind"').fetchall()
     assert rows == [(1, kind.pk, "x")]
     conn.close()
+
+
+def test_opening_in_memory_beside_a_durable_file_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        db.create(Kind)
+    with caplog.at_level(logging.WARNING, logger="lexicons.database"):
+        Database(MODELS, data=tmp_path).open()
+    assert "exists but durable mode is off" in caplog.text
 
 
 def test_load_in_durable_mode_rewrites_the_durable_tables(tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ from .errors import (
 )
 from .headers import Header
 from .lifecycle import Running
-from .models import Model
+from .models import Index, Model, Ref
+from .query import QueryResult
 from .server import Server
 from .settings import Settings
 from .signals import Response, Signal
@@ -62,6 +63,7 @@ __all__ = [
     "DatabaseError",
     "HandshakeRejected",
     "Header",
+    "Index",
     "IntegrityError",
     "InternalError",
     "InvalidFrame",
@@ -71,6 +73,8 @@ __all__ = [
     "LocalBroker",
     "Model",
     "QueryError",
+    "QueryResult",
+    "Ref",
     "RegistrationError",
     "Response",
     "Running",

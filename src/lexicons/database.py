@@ -186,6 +186,11 @@ class Database:
                 store.close()
                 raise
             log.info("durable store %s: %d rows", store.path, self._count())
+        elif (Path(self.data) / FILE_NAME).exists():
+            log.warning(
+                "%s exists but durable mode is off: its rows are not loaded",
+                Path(self.data) / FILE_NAME,
+            )
         self._opened = True
 
     def _load_table(self, table: Table) -> None:

@@ -137,6 +137,12 @@ class Ref(str, Generic[M]):
 
 
 class _IndexMarker:
+    """Marks a field as indexed: ``email: Annotated[str, Index]``.
+
+    Equality filters on an indexed field do not scan, and range filters and sorting on it
+    use its sorted order.
+    """
+
     __slots__ = ()
 
     def __repr__(self) -> str:
@@ -207,10 +213,11 @@ class Schema:
     indexed: tuple[str, ...]
 
     def build(self, values: dict[str, Any]) -> Model:
-        """Validate ``values`` and return a new row; raises IntegrityError naming the field."""
-        if not values.keys() <= self.names:
-            unknown = ", ".join(sorted(values.keys() - self.names))
-            raise IntegrityError(f"{self.name} has no field {unknown}")
+        """Validate ``values`` and return a new row; raises IntegrityError naming the field.
+
+        msgspec checks the types (and, since Model forbids them, unknown fields) in one
+        pass; what it cannot check (finite floats, JSON-only untyped containers) follows.
+        """
         if self.refs:
             for info in self.refs:
                 if info.name in values:
@@ -226,7 +233,7 @@ class Schema:
         for fname, check in self.checks:
             if fname in values and (problem := check(getattr(row, fname))):
                 raise IntegrityError(f"{self.name}.{fname}: {problem}")
-        if not row.pk:
+        if not row.pk:  # only a given pk can be empty
             raise IntegrityError(f"{self.name}.pk: expected a non-empty str")
         return row
 
@@ -250,6 +257,9 @@ class Schema:
     ) -> IntegrityError:
         """Turn msgspec's message into one naming model, field, expected and given type."""
         text = str(exc)
+        unknown = re.match(r"Object contains unknown field `(.*)`", text)
+        if unknown:  # Model forbids unknown fields, so msgspec finds them for us
+            return IntegrityError(f"{self.name} has no field {unknown.group(1)}")
         if name is None:
             found = re.search(r"`\$\.([A-Za-z_]\w*)", text) or re.search(r"field `(\w+)`", text)
             name = found.group(1) if found else "?"
