@@ -85,6 +85,21 @@ async def test_shutdown_on_sigterm_runs_every_step_once(process: type[Process]) 
     ]
 
 
+def test_failing_startup_task_exits_non_zero_without_listening() -> None:
+    result = subprocess.run(
+        [sys.executable, str(LIFECYCLE), "run", "--host", "127.0.0.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FAIL_STARTUP": "1"},
+        timeout=20,
+    )
+    assert result.returncode == 1
+    assert "startup task 'startup_task' failed" in result.stderr
+    assert "database unreachable" in result.stderr
+    assert "serving on" not in result.stderr  # it never half-starts
+    assert result.stdout.splitlines() == ["on_start", "startup task"]
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -1,5 +1,6 @@
 """An app that prints every lifecycle step, for the subprocess shutdown tests."""
 
+import os
 import sys
 
 from lexicons import Server
@@ -19,6 +20,8 @@ def on_start() -> None:
 @app.task.startup
 def startup_task() -> None:
     step("startup task")
+    if os.environ.get("FAIL_STARTUP"):
+        raise ConnectionError("database unreachable")
 
 
 @app.on_connect
