@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retries",
         type=int,
-        default=2,
-        help="re-runs of a run during which other processes used a core (default 2)",
+        default=1,
+        help="re-runs of a run during which other processes used a core (default 1)",
     )
     parser.add_argument("--duration", type=float, help="seconds measured per run")
     parser.add_argument("--output", type=Path, help="where to write the JSON results")

@@ -8,7 +8,7 @@ from typing import Any
 from .suite import GOALS
 from .targets import TARGETS
 
-__all__ = ["goals", "markdown"]
+__all__ = ["goals", "markdown", "sizing"]
 
 
 def _cell(stats: dict[str, float], digits: int = 2) -> str:
@@ -69,8 +69,11 @@ def markdown(results: dict[str, Any]) -> str:
                 out.append(f"| {name} | {TARGETS[t].label} | {raw} | {floor} | {times} |")
         out.append("")
         out.append(f"#### Throughput and latency, {loop}\n")
-        out.append("| scenario | target | per second | p50 ms | p99 ms | bottleneck |")
-        out.append("|---|---|---:|---:|---:|---|")
+        out.append(
+            "| scenario | target | per second | p50 ms | p99 ms | generator µs per unit "
+            "| bottleneck |"
+        )
+        out.append("|---|---|---:|---:|---:|---:|---|")
         for name in scen:
             if name == "idle":
                 continue
@@ -81,11 +84,40 @@ def markdown(results: dict[str, Any]) -> str:
                 out.append(
                     f"| {name} | {TARGETS[t].label} | {s['rate_per_s']['median']:,.0f} | "
                     f"{s['p50_ms']['median']:.2f} | {s['p99_ms']['median']:.2f} | "
+                    f"{s['generator_per_unit_us']['median']:.1f} | "
                     f"{', '.join(s['bottlenecks'])} |"
                 )
         out.append("")
     out.append(goals(results))
+    out.append(sizing(results))
     return "\n".join(out)
+
+
+def sizing(results: dict[str, Any]) -> str:
+    """What one core sustains with lexicons, from the medians: for sizing a deployment."""
+    by = _by(results["summary"])
+    lines = [
+        "#### One core with lexicons (from the medians above)\n",
+        "| loop | messages/s (echo) | deliveries/s (fan-out) | new connections/s "
+        "| idle connections per GiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def per_second(scenario: str, loop: str, scale: float = 1e6) -> str:
+        s = by.get((scenario, loop, "lexicons"))
+        return f"{scale / s['headline']['median']:,.0f}" if s else "–"
+
+    for loop in _order(results["summary"], "loop"):
+        fanout = [n for n in _order(results["summary"], "scenario") if n.startswith("fanout")]
+        deliveries = " / ".join(per_second(n, loop) for n in fanout) or "–"
+        idle = by.get(("idle", loop, "lexicons"))
+        per_gib = f"{2**20 / idle['headline']['median']:,.0f}" if idle else "–"
+        lines.append(
+            f"| {loop} | {per_second('echo', loop)} | {deliveries} "
+            f"| {per_second('churn', loop, 1e3)} "
+            f"| {per_gib} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def goals(results: dict[str, Any]) -> str:

@@ -57,7 +57,7 @@ class Plan:
     shared_server: bool = False
     #: Times a run is repeated, on a fresh process, when other processes used one of
     #: the two cores meanwhile (a shared machine); the last attempt counts regardless.
-    retries: int = 2
+    retries: int = 1
 
 
 #: Share of a core that other processes may use during a window before it is retried.
@@ -217,6 +217,10 @@ def summarize_runs(runs: list[dict[str, Any]], table: dict[str, Scenario]) -> li
                 "rate_per_s": summarize(r.get("rate_per_s", 0.0) for r in members),
                 "p50_ms": summarize(r.get("p50_ms", float("nan")) for r in members),
                 "p99_ms": summarize(r.get("p99_ms", float("nan")) for r in members),
+                # What the load generator spent per unit: it must stay below the server's.
+                "generator_per_unit_us": summarize(
+                    r["generator_cpu_s"] / r["units"] * 1e6 for r in members if r.get("units")
+                ),
                 "bottlenecks": sorted({r["bottleneck"] for r in members}),
                 "ratios": ratios,
             }

@@ -26,12 +26,17 @@ LISTENING = re.compile(r"worker (\d+): listening \(pid (\d+)\)")
 pytestmark = pytest.mark.slow
 
 
-def start(process: type[Process], redis_url: str, namespace: str) -> tuple[Process, str]:
-    """The cluster app with two workers; returns it and its URL once both listen."""
+def start(
+    process: type[Process], redis_url: str, namespace: str, *, console: bool = False
+) -> tuple[Process, str]:
+    """The cluster app with two workers; returns it and its URL once both listen.
+
+    ``console``: through ``lexicons run app.py`` rather than ``python app.py run``.
+    """
+    command = ["-m", "lexicons", "run", CLUSTER_APP] if console else [CLUSTER_APP, "run"]
     server = process(
         sys.executable,
-        CLUSTER_APP,
-        "run",
+        *command,
         "--host",
         "127.0.0.1",
         "--port",
@@ -54,10 +59,6 @@ def workers(server: Process) -> dict[int, str]:
 async def call(ws: ClientConnection, name: str, **payload: Any) -> Any:
     await ws.send(json.dumps({name: payload, "ref": 1}))
     return json.loads(await ws.recv())[name]
-
-
-def without_lexicons_settings() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("LEXICONS_")}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -113,36 +114,45 @@ async def test_a_worker_that_dies_is_restarted(
 async def test_workers_stop_when_the_supervisor_is_killed(
     process: type[Process], redis_url: str, namespace: str
 ) -> None:
-    server, _ = start(process, redis_url, namespace)
+    server, _ = start(process, redis_url, namespace, console=True)
     server.popen.kill()  # SIGKILL: the supervisor cannot tell anyone
     _, err = server.popen.communicate(timeout=30)  # EOF once every worker has exited
     assert err.count("the supervisor is gone; shutting down") == 2
     assert err.count("stopped") == 2
 
 
-def test_workers_without_a_broker_refuse_to_start() -> None:
+def refused(*flags: str) -> str:
+    """Run the cluster app with ``flags`` (no LEXICONS_* variables); it must exit 1.
+
+    Returns its stderr.
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEXICONS_")}
     result = subprocess.run(
-        [sys.executable, str(CLUSTER_APP), "run", "--port", "0", "--workers", "2"],
+        [sys.executable, str(CLUSTER_APP), "run", *flags],
         capture_output=True,
         text=True,
         timeout=30,
-        env=without_lexicons_settings(),
+        env=environ,
     )
-    assert result.returncode == 1
-    assert "workers: 2 workers need a broker" in result.stderr
-    assert "--broker redis://" in result.stderr
+    assert result.returncode == 1, result.stderr
+    return result.stderr
+
+
+def test_workers_without_a_broker_refuse_to_start() -> None:
+    error = refused("--port", "0", "--workers", "2")
+    assert "workers: 2 workers need a broker" in error
+    assert "--broker redis://" in error
+
+
+def test_a_worker_that_cannot_start_stops_the_start() -> None:
+    pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
+    error = refused("--port", "0", "--workers", "2", "--broker", "redis://127.0.0.1:1/0")
+    assert "error: could not start: broker: cannot use Redis" in error
+    assert "before it listened" in error
 
 
 def test_bad_workers_value_is_refused() -> None:
-    result = subprocess.run(
-        [sys.executable, str(CLUSTER_APP), "run", "--workers", "none"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=without_lexicons_settings(),
-    )
-    assert result.returncode == 1
-    assert "workers: 'none' from --workers is not a whole number" in result.stderr
+    assert "workers: 'none' from --workers is not a whole number" in refused("--workers", "none")
 
 
 def test_workers_refuse_a_durable_store() -> None:
