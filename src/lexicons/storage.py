@@ -54,14 +54,21 @@ def save_json(path: Path, rows: Iterable[Model]) -> None:
         raise StorageError(f"{path}: cannot write: {exc}") from exc
 
 
-def load_json(path: Path, schema: Schema) -> list[Model] | None:
-    """Read and check a file written by :func:`save_json`; None when there is no file."""
+def _read(path: Path) -> bytes | None:
+    """A data file's bytes; None when there is no file, StorageError when unreadable."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StorageError(f"{path}: cannot read: {exc}") from exc
+
+
+def load_json(path: Path, schema: Schema) -> list[Model] | None:
+    """Read and check a file written by :func:`save_json`; None when there is no file."""
+    raw = _read(path)
+    if raw is None:
+        return None
     try:
         rows: list[Model] = msgspec.json.decode(raw, type=list[schema.cls])  # type: ignore[name-defined]
     except msgspec.ValidationError as exc:
@@ -76,12 +83,9 @@ def load_json(path: Path, schema: Schema) -> list[Model] | None:
 
 def migrate_json(path: Path, schema: Schema) -> str | None:
     """Bring one model's JSON file to the current fields; returns a summary line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = _read(path)
+    if raw is None:
         return None
-    except OSError as exc:
-        raise StorageError(f"{path}: cannot read: {exc}") from exc
     try:
         objects = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
