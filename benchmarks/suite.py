@@ -78,6 +78,7 @@ def _selected(table: dict[str, Scenario], wanted: Sequence[str] | None) -> list[
 def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``plan`` and return the raw runs, their summary, and what they ran on."""
     raise_fd_limit()
+    where = machine()  # before pinning, which narrows the cores this process sees
     server_cpu, generator_cpu = cores()
     pin(os.getpid(), generator_cpu)
     table = scenarios(plan.sizes)
@@ -116,7 +117,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> dict[str, Any]:
     for what, why in sorted(skipped.items()):
         log(f"skipped {what}: {why}")
     return {
-        "machine": machine(),
+        "machine": where,
         "versions": versions(
             "lexicons",
             "websockets",

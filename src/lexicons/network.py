@@ -1,4 +1,4 @@
-"""The network layer: one :class:`asyncio.Protocol` per connection over websockets' Sans-I/O.
+"""The network layer: one asyncio protocol per connection over websockets' Sans-I/O.
 
 Bytes from the socket go to a :class:`websockets.server.ServerProtocol`; the events it
 parses are handled here, and whatever it wants to send is written straight to the
@@ -53,6 +53,12 @@ Buffer = bytes | bytearray | memoryview
 
 #: Frames that may wait behind a running async handler before reading pauses.
 MAX_WAITING = 32
+
+#: Every connection reads into this one buffer, which the parser copies from before the
+#: next read can happen. With a plain Protocol, asyncio's own loop reads each time into a
+#: fresh 256 KiB bytes object, which glibc maps and unmaps: 13 µs per read on the test
+#: machine, a quarter of an echo's cost (uvloop gains little: one copy less).
+_READ = memoryview(bytearray(256 * 1024))
 
 _TEXT = Opcode.TEXT
 _CONT = Opcode.CONT
@@ -145,7 +151,7 @@ def _drop_silent(links: list[Link]) -> None:
         link.drop_if_silent()
 
 
-class Link(asyncio.Protocol):
+class Link(asyncio.BufferedProtocol):
     """One TCP connection: a WebSocket once its handshake is admitted."""
 
     def __init__(self, hub: Hub) -> None:
@@ -181,10 +187,17 @@ class Link(asyncio.Protocol):
         self.hub.links.add(self)
         self._start_timer(self.hub.settings.open_timeout, "opening handshake timed out")
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_READ[:nbytes])
+
+    def data_received(self, data: Buffer) -> None:
         self._alive = True
         proto = self.proto
-        proto.receive_data(data)
+        # The parser appends ``data`` to a bytearray of its own, so a view is enough.
+        proto.receive_data(data)  # type: ignore[arg-type]
         events = proto.events_received()
         if events:
             self._handle(events)
