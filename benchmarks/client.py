@@ -2,10 +2,12 @@
 
 A server is measured by the CPU it spends, so the client must never be what sets the
 pace. It therefore does the least a client can: frames it sends are built (and masked)
-once and written as the same bytes every time; frames it receives are counted by reading
-their headers, never decoded, except the few a run checks for correctness; there is no
-task and no future per message, only a callback per read. It speaks two dialects:
-lexicons' JSON objects, and Socket.IO events over Engine.IO 4.
+once and written as the same bytes every time; frames it receives are never decoded,
+except the few a run checks for correctness. A :class:`Client` counts frames by their
+headers while a connection opens; in a measured window a :class:`Tally` takes over and
+counts them by bytes alone. There is no task and no future per message, only a callback
+per read. It speaks two dialects: lexicons' JSON objects, and Socket.IO events over
+Engine.IO 4.
 """
 
 from __future__ import annotations
