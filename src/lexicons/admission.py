@@ -104,7 +104,7 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
     except for cancellation.
     """
     trust, origins, gate = checks["trust"], checks["origins"], checks["gate"]
-    path = redact(request.path)
+    path = _Redacted(request.path)
     address = trust.client_address(checks["peer"], request.headers)
     if not trust.admits(address):
         logger.warning("refused %s %s: untrusted address", address, path)
@@ -124,17 +124,32 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
     return _decide_later(gate, outcomes, address, path)
 
 
+class _Redacted:
+    """A request path shown redacted, computed only if a log line is actually written."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return redact(self.path)
+
+
 async def _decide_later(
     gate: Callable[[list[bool]], Any],
     pending: Awaitable[list[HeaderOutcome]],
     address: str,
-    path: str,
+    path: _Redacted,
 ) -> Admission:
     return _decide(gate, await pending, address, path)
 
 
 def _decide(
-    gate: Callable[[list[bool]], Any], outcomes: list[HeaderOutcome], address: str, path: str
+    gate: Callable[[list[bool]], Any],
+    outcomes: list[HeaderOutcome],
+    address: str,
+    path: _Redacted,
 ) -> Admission:
     admitted, gate_reason = gate_admits(gate, outcomes)
     if not admitted:
