@@ -177,7 +177,8 @@ def tell(message: str) -> None:
 
 
 def _shell(app: Server, settings: Settings) -> int:
-    db = _open_db(app, settings)
+    db = app.database_for(settings)
+    db.open()
     namespace: dict[str, Any] = {"app": app, "sv": app, "db": db, **db.models}
     banner = f"lexicons shell: sv, db and models {', '.join(db.models) or '(none)'}"
     try:
@@ -195,23 +196,11 @@ def _shell(app: Server, settings: Settings) -> int:
 
 
 def _migrate(app: Server, settings: Settings) -> int:
-    summary = _configured_db(app, settings).migrate()
+    summary = app.database_for(settings).migrate()
     if summary:
         print(summary)
     return 0
 
-
-def _open_db(app: Server, settings: Settings) -> Any:
-    db = _configured_db(app, settings)
-    db.open()
-    return db
-
-
-def _configured_db(app: Server, settings: Settings) -> Any:
-    """The app's database pointed at the data directory and mode the settings name."""
-    app.db.data = settings.data
-    app.db.durable = settings.durable
-    return app.db
 
 
 COMMANDS: dict[str, Callable[[Server, Settings], int]] = {

@@ -90,9 +90,7 @@ class Running:
         self._closed = asyncio.Event()
         app.running = self
         try:
-            app.db.data = settings.data
-            app.db.durable = settings.durable
-            app.db.open()
+            app.database_for(settings).open()
             self._steps.append("db")
             broker = make_broker(settings)
             broker.bind(app.channels.deliver)

@@ -267,6 +267,12 @@ class Server:
             return self.running.runner.tasks
         return self.task.infos()
 
+    def database_for(self, settings: Settings) -> Database:
+        """The app's database, pointed at the data directory and mode ``settings`` name."""
+        self.db.data = settings.data
+        self.db.durable = settings.durable
+        return self.db
+
     def serve(self, host: str | None = None, port: int | None = None, **settings: Any) -> Running:
         """Start serving inside the running event loop: ``async with app.serve(port=0) as s:``.
 
