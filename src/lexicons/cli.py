@@ -202,7 +202,6 @@ def _migrate(app: Server, settings: Settings) -> int:
     return 0
 
 
-
 COMMANDS: dict[str, Callable[[Server, Settings], int]] = {
     "run": _run,
     "shell": _shell,
