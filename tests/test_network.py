@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 
 from lexicons import Response, Server
 from lexicons.testing import HandshakeFailed, TestClient
@@ -266,6 +266,33 @@ async def test_handshake_timeout_drops_a_silent_socket() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
         writer.close()
+
+
+HANDSHAKE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def test_closing_handshake_timeout_drops_a_client_that_never_answers_close() -> None:
+    app = echo_app(close_timeout=0.05)
+
+    @app.signal
+    def bye(ws: Any) -> None:
+        ws.close(4000, "bye")
+
+    async with TestClient(app) as client:
+        port = client.running.port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HANDSHAKE)
+        writer.write(Frame(Opcode.TEXT, b'{"bye": {}}').serialize(mask=True, extensions=[]))
+        # The 101, then the server's close frame; this client never answers it, so
+        # the server gives up after close_timeout and drops the socket.
+        received = await asyncio.wait_for(reader.read(), 5)
+        assert received.startswith(b"HTTP/1.1 101")
+        assert received.endswith(b"\x88\x05\x0f\xa0bye")  # close frame: 4000, "bye"
+        writer.close()
+        assert await client.connect() is not None  # the server is fine
 
 
 async def test_garbage_instead_of_a_handshake_does_not_hurt_others() -> None:

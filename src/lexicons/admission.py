@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import msgspec
 from typing_extensions import Unpack
 from websockets.http11 import Request
 
@@ -37,8 +37,7 @@ SWITCHING_PROTOCOLS = 101
 FORBIDDEN = 403
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(msgspec.Struct, frozen=True):
     """The verdict on one handshake.
 
     ``reason`` is short and safe to send to any client; ``detail`` adds each header's

@@ -189,6 +189,8 @@ class Channels(Mapping[str, Channel]):
 
     def drop(self, ws: Connection) -> None:
         """Unsubscribe a departing connection from every channel it joined."""
+        if not ws._channels:
+            return
         for name in list(ws._channels):
             channel = self._channels.get(name)
             if channel is not None:

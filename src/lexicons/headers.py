@@ -26,7 +26,6 @@ import logging
 import re
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -261,7 +260,9 @@ def header_arguments(raw: str, handler: Handler) -> dict[str, Any]:
     validated, so a function without a ``header`` parameter refuses it. Raises
     :class:`~lexicons.errors.InvalidPayload` and nothing else.
     """
-    is_json, decoded = _decode_json(raw)
+    # Only an object becomes keyword arguments; a token-like value skips the decoder and
+    # the exception it would raise (JSON allows only these whitespace characters first).
+    is_json, decoded = _decode_json(raw) if raw.lstrip(" \t\r\n")[:1] == "{" else (False, None)
     payload = decoded if is_json and isinstance(decoded, dict) else {"header": raw}
     try:
         return handler.payload.from_object(payload)
@@ -271,8 +272,7 @@ def header_arguments(raw: str, handler: Handler) -> dict[str, Any]:
         raise InvalidPayload(f"cannot validate: {type(exc).__name__}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderOutcome:
+class HeaderOutcome(msgspec.Struct, frozen=True):
     """What one registered header gave at a handshake, in registration order.
 
     ``reason`` explains a ``False`` for logs and debug 403 bodies; it never contains the
@@ -418,9 +418,14 @@ def _begin(
         result = call(handler, kwargs)
     except Exception as exc:
         return _raised(handler, raw, exc)
-    if inspect.isawaitable(result):
+    if _awaitable(result):
         return _finish(handler, raw, result)
     return _judge(handler, raw, result)
+
+
+def _awaitable(value: object) -> bool:
+    """``inspect.isawaitable``, answered at once for the usual bool."""
+    return type(value) is not bool and inspect.isawaitable(value)
 
 
 async def _finish(handler: Handler, raw: str, pending: Awaitable[Any]) -> HeaderOutcome:
@@ -474,7 +479,7 @@ def gate_admits(
     results = [outcome.passed for outcome in outcomes]
     try:
         verdict = gate(results)
-        if inspect.isawaitable(verdict):
+        if _awaitable(verdict):
             if inspect.iscoroutine(verdict):
                 verdict.close()  # never awaited otherwise: avoid the RuntimeWarning
             reason = "gate returned an awaitable; the gate must be a plain function"

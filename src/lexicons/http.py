@@ -21,7 +21,10 @@ __all__ = ["answer", "is_upgrade", "plain_response"]
 
 def is_upgrade(request: Request) -> bool:
     """Whether the request asks for a WebSocket (on any path)."""
-    return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
+    for value in request.headers.get_all("Upgrade"):
+        if "websocket" in value.lower():
+            return True
+    return False
 
 
 def plain_response(

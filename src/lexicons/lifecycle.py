@@ -209,9 +209,12 @@ class Running:
         """Build the function the network layer calls to run ``on_connect``/``on_disconnect``.
 
         Sync hooks run inline; from the first async one on, the rest run in a coroutine
-        that is returned for the network layer to schedule.
+        that is returned for the network layer to schedule. None when there are no hooks,
+        so a connection costs no call for them.
         """
         hooks: list[Handler] = self.app.hooks[hook]  # type: ignore[index]
+        if not hooks:
+            return None
         app = self.app
 
         def failed(ws: Connection, exc: BaseException) -> None:

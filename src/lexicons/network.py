@@ -28,6 +28,7 @@ from websockets.server import ServerProtocol
 
 from .admission import Admission
 from .connection import Connection
+from .deadlines import Deadlines
 from .errors import InvalidFrame, SignalError
 from .http import answer, is_upgrade, plain_response
 from .protocol import decode_frame, encode_errors, text_frame
@@ -69,7 +70,8 @@ _CLOSE = Opcode.CLOSE
 #: ``admit(ws, request, peer)``: an Admission, or an awaitable of one.
 Admit = Callable[[Connection, Request, str], "Admission | Awaitable[Admission]"]
 #: ``hooks(ws)``: run the connect/disconnect hooks; returns a coroutine for async ones.
-RunHooks = Callable[[Connection], "Coroutine[Any, Any, None] | None"]
+#: ``None`` when there are none.
+RunHooks = Callable[[Connection], "Coroutine[Any, Any, None] | None"] | None
 
 
 class Hub:
@@ -103,6 +105,11 @@ class Hub:
         self.links: set[Link] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._emptied: asyncio.Event | None = None
+        # Each handshake waits on one of these, so no connection needs a timer of its own.
+        loop = asyncio.get_running_loop()
+        self.opening = _timeouts(settings.open_timeout, "opening handshake timed out", loop)
+        self.answered = _timeouts(settings.close_timeout, "client did not close", loop)
+        self.closing = _timeouts(settings.close_timeout, "closing handshake timed out", loop)
 
     def protocol(self) -> Link:
         """Protocol factory for ``loop.create_server``."""
@@ -144,6 +151,12 @@ class Hub:
                     link.abort()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=timeout)
+        for deadlines in (self.opening, self.answered, self.closing):
+            deadlines.cancel()
+
+
+def _timeouts(delay: float, why: str, loop: asyncio.AbstractEventLoop) -> Deadlines[Link]:
+    return Deadlines(delay, lambda link: link.expire(why), loop)
 
 
 def _drop_silent(links: list[Link]) -> None:
@@ -175,7 +188,8 @@ class Link(asyncio.BufferedProtocol):
         self._fragment_op = _TEXT
         self._alive = True
         self._pinged = False
-        self._timer: asyncio.TimerHandle | None = None
+        #: The handshake timeout this connection waits on, if any.
+        self._deadlines: Deadlines[Link] | None = None
         self._lost = False
 
     # asyncio callbacks
@@ -185,7 +199,7 @@ class Link(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self.hub.settings.max_buffer)
         self.hub.links.add(self)
-        self._start_timer(self.hub.settings.open_timeout, "opening handshake timed out")
+        self._start_timer(self.hub.opening)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _READ
@@ -221,9 +235,10 @@ class Link(asyncio.BufferedProtocol):
             hub.channels.drop(ws)
             if hub.debug:
                 logger.debug("disconnect %s (%s)", ws.pk, self.proto.close_code)
-            pending = hub.on_disconnect(ws)
-            if pending is not None:
-                hub.spawn(pending)
+            if hub.on_disconnect is not None:
+                pending = hub.on_disconnect(ws)
+                if pending is not None:
+                    hub.spawn(pending)
         hub.forget(self)
 
     def pause_writing(self) -> None:
@@ -393,15 +408,16 @@ class Link(asyncio.BufferedProtocol):
             self.transport.write(frame)
         if hub.debug:
             logger.debug("connect %s from %s", ws.pk, ws.remote_address)
-        pending = hub.on_connect(ws)
-        if pending is not None:
-            self._busy = True
-            hub.spawn(self._after_hooks(pending))
+        if hub.on_connect is not None:
+            pending = hub.on_connect(ws)
+            if pending is not None:
+                self._busy = True
+                hub.spawn(self._after_hooks(pending))
 
     def _respond(self, response: Response) -> None:
         self.proto.send_response(response)
         self._flush()
-        self._start_timer(self.hub.settings.close_timeout, "client did not close")
+        self._start_timer(self.hub.answered)
 
     # outgoing data
 
@@ -430,8 +446,8 @@ class Link(asyncio.BufferedProtocol):
 
     def _closing(self) -> None:
         self.is_open = False
-        if self.proto.close_expected() and self._timer is None:
-            self._start_timer(self.hub.settings.close_timeout, "closing handshake timed out")
+        if self.proto.close_expected() and self._deadlines is None:
+            self._start_timer(self.hub.closing)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (or drop a connection still in its handshake)."""
@@ -474,18 +490,19 @@ class Link(asyncio.BufferedProtocol):
 
     # timers
 
-    def _start_timer(self, delay: float, why: str) -> None:
+    def _start_timer(self, deadlines: Deadlines[Link]) -> None:
         self._cancel_timer()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(delay, self._expire, why)
+        deadlines.add(self)
+        self._deadlines = deadlines
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadlines is not None:
+            self._deadlines.discard(self)
+            self._deadlines = None
 
-    def _expire(self, why: str) -> None:
-        self._timer = None
+    def expire(self, why: str) -> None:
+        """Abort: the handshake this connection waited on timed out (``why``)."""
+        self._deadlines = None
         if not self._lost:
             if self.hub.debug:
                 logger.debug("%s; connection aborted", why)

@@ -117,7 +117,7 @@ class Trust:
         Trust(["203.0.113.0/24"], proxies=["10.0.0.2"])
     """
 
-    __slots__ = ("_everyone", "_networks", "_proxies")
+    __slots__ = ("_everyone", "_networks", "_proxies", "_peer", "_listed")
 
     def __init__(self, entries: Iterable[str] = ("*",), proxies: Iterable[str] = ()) -> None:
         listed = _entries(entries, "trust")
@@ -143,6 +143,11 @@ class Trust:
                 )
             proxy_networks.append(_network(entry, "proxies"))
         self._proxies = _Networks(proxy_networks)
+        # A server sees the same few peers (and its proxies) over and over, and each check
+        # with ipaddress costs a microsecond or more, so answers are kept per address text.
+        # Bounded: forwarded-header text from clients cannot grow them.
+        self._peer = functools.lru_cache(maxsize=4096)(self._read_peer)
+        self._listed = functools.lru_cache(maxsize=4096)(self._is_listed)
 
     @property
     def everyone(self) -> bool:
@@ -165,11 +170,11 @@ class Trust:
         admits. Without forwarded headers, or when ``peer`` is not a trusted proxy, the
         answer is ``peer`` itself (IPv4-mapped addresses in their IPv4 form).
         """
-        parsed = _address(peer) if isinstance(peer, str) else None
-        if parsed is None:
+        address, is_proxy = self._peer(peer) if isinstance(peer, str) else (None, False)
+        if address is None:
             return peer
-        if parsed not in self._proxies:
-            return str(parsed)
+        if not is_proxy:
+            return address
         found: list[str] = []
         for name, split in (("X-Forwarded-For", _split_xff), ("Forwarded", _split_forwarded)):
             try:
@@ -182,10 +187,17 @@ class Trust:
             if chain:
                 found.append(self._rightmost(chain))
         if not found:
-            return str(parsed)
+            return address
         if any(address != found[0] for address in found):
             return UNKNOWN  # we cannot tell which header the proxy wrote
         return found[0]
+
+    def _read_peer(self, peer: str) -> tuple[str | None, bool]:
+        """``(address, is_proxy)`` of a socket peer: its canonical text, or None."""
+        parsed = _address(peer)
+        if parsed is None:
+            return None, False
+        return str(parsed), parsed in self._proxies
 
     def _rightmost(self, chain: list[Address | None]) -> str:
         for hop in reversed(chain):
@@ -204,7 +216,10 @@ class Trust:
         """
         if self._everyone:
             return True
-        parsed = _address(address) if isinstance(address, str) else None
+        return isinstance(address, str) and self._listed(address)
+
+    def _is_listed(self, address: str) -> bool:
+        parsed = _address(address)
         return parsed is not None and parsed in self._networks
 
     def __repr__(self) -> str:
