@@ -295,6 +295,21 @@ async def test_closing_handshake_timeout_drops_a_client_that_never_answers_close
         assert await client.connect() is not None  # the server is fine
 
 
+async def test_a_close_frame_sent_with_the_handshake_ends_it_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with TestClient(echo_app()) as client:
+        port = client.running.port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # A client must wait for the 101 before sending frames; this one does not.
+        writer.write(HANDSHAKE + Frame(Opcode.CLOSE, b"").serialize(mask=True, extensions=[]))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # no answer, just the end
+        writer.close()
+        peer = await client.connect()
+        assert await peer.call("echo", text="ok") == {"text": "ok"}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_garbage_instead_of_a_handshake_does_not_hurt_others() -> None:
     async with TestClient(echo_app()) as client:
         port = client.running.port  # type: ignore[union-attr]

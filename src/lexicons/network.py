@@ -167,6 +167,25 @@ def _drop_silent(links: list[Link]) -> None:
 class Link(asyncio.BufferedProtocol):
     """One TCP connection: a WebSocket once its handshake is admitted."""
 
+    # Slots: thousands of these live at once, and each is made and dropped per connection.
+    __slots__ = (
+        "hub",
+        "proto",
+        "transport",
+        "ws",
+        "is_open",
+        "_early",
+        "_busy",
+        "_waiting",
+        "_paused",
+        "_fragments",
+        "_fragment_op",
+        "_alive",
+        "_pinged",
+        "_deadlines",
+        "_lost",
+    )
+
     def __init__(self, hub: Hub) -> None:
         settings = hub.settings
         self.hub = hub
@@ -383,6 +402,10 @@ class Link(asyncio.BufferedProtocol):
         return True
 
     def _conclude(self, admission: Admission, request: Request) -> None:
+        if self.proto.close_rcvd is not None:
+            # A close frame sent with the handshake, before its answer: the protocol has
+            # already queued the end of the stream, and nothing may follow it.
+            return
         if not admission.allowed:
             self._early = None
             reason = admission.detail if self.hub.debug else admission.reason
