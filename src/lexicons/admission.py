@@ -102,25 +102,28 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
     address at WARNING (visible with ``debug`` off), the others at INFO. Never raises,
     except for cancellation.
     """
-    trust, origins, gate = checks["trust"], checks["origins"], checks["gate"]
-    path = _Redacted(request.path)
+    trust, gate, path = checks["trust"], checks["gate"], request.path
     address = trust.client_address(checks["peer"], request.headers)
     if not trust.admits(address):
-        logger.warning("refused %s %s: untrusted address", address, path)
+        logger.warning("refused %s %s: untrusted address", address, _Redacted(path))
         return Admission(False, FORBIDDEN, "untrusted address", address)
 
     ok_origin, origin = _single(request, "Origin")
-    ok_host, host = _single(request, "Host")
-    if not ok_origin or not origins.admits(origin, host if ok_host else None, checks["secure"]):
+    if not ok_origin or (origin is not None and not _origin_admitted(request, origin, checks)):
         # An Origin is not a credential; ascii() escapes anything that could forge a line.
         shown = "(several)" if not ok_origin else ascii(origin)[:120]
-        logger.info("refused %s %s: origin %s not allowed", address, path, shown)
+        logger.info("refused %s %s: origin %s not allowed", address, _Redacted(path), shown)
         return Admission(False, FORBIDDEN, "origin not allowed", address)
 
     outcomes = run_headers_now(checks["headers"], request, checks["call"])
     if isinstance(outcomes, list):
         return _decide(gate, outcomes, address, path)
     return _decide_later(gate, outcomes, address, path)
+
+
+def _origin_admitted(request: Request, origin: str, checks: Checks) -> bool:
+    ok_host, host = _single(request, "Host")  # read only when there is an Origin to match
+    return checks["origins"].admits(origin, host if ok_host else None, checks["secure"])
 
 
 class _Redacted:
@@ -139,7 +142,7 @@ async def _decide_later(
     gate: Callable[[list[bool]], Any],
     pending: Awaitable[list[HeaderOutcome]],
     address: str,
-    path: _Redacted,
+    path: str,
 ) -> Admission:
     return _decide(gate, await pending, address, path)
 
@@ -148,14 +151,15 @@ def _decide(
     gate: Callable[[list[bool]], Any],
     outcomes: list[HeaderOutcome],
     address: str,
-    path: _Redacted,
+    path: str,
 ) -> Admission:
     admitted, gate_reason = gate_admits(gate, outcomes)
     if not admitted:
         admission = Admission(
             False, FORBIDDEN, "refused by gate", address, tuple(outcomes), gate_reason
         )
-        logger.info("refused %s %s: %s", address, path, admission.detail)
+        logger.info("refused %s %s: %s", address, _Redacted(path), admission.detail)
         return admission
-    logger.debug("admitted %s %s", address, path)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("admitted %s %s", address, _Redacted(path))
     return Admission(True, SWITCHING_PROTOCOLS, "admitted", address, tuple(outcomes))
