@@ -7,6 +7,7 @@ the tables need is produced.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -137,3 +138,15 @@ def test_summaries_and_ratios_pair_runs_of_the_same_round() -> None:
     runs.append(run("raw", 1, 10.0))
     (lexicons,) = [s for s in summarize_runs(runs, {}) if s["target"] == "lexicons"]
     assert lexicons["ratios"]["raw"]["median"] == pytest.approx(0.7)  # (0.5 + 0.9) / 2
+
+
+def test_connection_phases_runs_every_step_for_both_targets() -> None:
+    """The in-process breakdown completes real handshakes (no timing is asserted)."""
+    from benchmarks.connection_phases import PHASES, compare, table
+
+    results = asyncio.run(compare(200))
+    assert set(results) == {"floor", "lexicons"}
+    for phases in results.values():
+        assert list(phases) == list(PHASES)
+        assert all(math.isfinite(spent) and spent > 0 for spent in phases.values())
+    assert table(results).count("\n") == 3  # header, rule, one row per target
