@@ -55,6 +55,17 @@ async def test_run_serves_and_stops_cleanly(
     assert "stopped" in err
 
 
+@pytest.mark.parametrize("debug", ["--no-debug", "--debug"])
+async def test_serving_and_stopped_are_said_once(process: type[Process], debug: str) -> None:
+    server = process(sys.executable, LIFECYCLE, "run", "--host", "127.0.0.1", "--port", "0", debug)
+    server.url()
+    code, _, err = server.stop(signal.SIGTERM)
+    lines = err.splitlines()
+    assert code == 0, err
+    assert len([line for line in lines if "serving on" in line]) == 1, lines
+    assert len([line for line in lines if line.rstrip().endswith("stopped")]) == 1, lines
+
+
 async def test_console_script_and_module_target(process: type[Process], tmp_path: Path) -> None:
     server = process(
         sys.executable, "-m", "lexicons", "run", CHAT, "--host", "127.0.0.1", "--port", "0",
@@ -97,7 +108,8 @@ def test_failing_startup_task_exits_non_zero_without_listening() -> None:
     assert "startup task 'startup_task' failed" in result.stderr
     assert "database unreachable" in result.stderr
     assert "serving on" not in result.stderr  # it never half-starts
-    assert result.stdout.splitlines() == ["on_start", "startup task"]
+    # on_start finished, so on_shutdown closes what it opened; no shutdown task runs.
+    assert result.stdout.splitlines() == ["on_start", "startup task", "on_shutdown"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from lexicons import (
     Server,
     Signal,
     Task,
+    TaskError,
 )
 from lexicons.testing import TestClient
 
@@ -192,6 +193,52 @@ async def test_class_and_decorator_components_side_by_side() -> None:
         await alice.send("Shout", text="hey")
         assert await alice.receive() == {"Shout": {"text": "hey"}}
         assert await bob.receive() == {"Shout": {"text": "hey"}}
+
+
+async def test_a_failing_startup_task_still_runs_on_shutdown_after_on_start() -> None:
+    """What on_start opened is closed again; shutdown tasks pair with startup tasks."""
+    events: list[str] = []
+    app = Server()
+
+    @app.on_start
+    def opened() -> None:
+        events.append("on_start")
+
+    @app.task.startup
+    def boom() -> None:
+        raise ConnectionError("unreachable")
+
+    @app.task.shutdown
+    def flush() -> None:
+        events.append("shutdown task")
+
+    @app.on_shutdown
+    def closed() -> None:
+        events.append("on_shutdown")
+
+    with pytest.raises(TaskError, match="startup task 'boom' failed"):
+        async with app.serve(host="127.0.0.1", port=0):
+            events.append("listening")
+    assert events == ["on_start", "on_shutdown"]
+    assert app.running is None
+
+
+async def test_a_failing_on_start_runs_no_on_shutdown() -> None:
+    events: list[str] = []
+    app = Server()
+
+    @app.on_start
+    def fails() -> None:
+        raise RuntimeError("no config")
+
+    @app.on_shutdown
+    def closed() -> None:
+        events.append("on_shutdown")
+
+    with pytest.raises(RuntimeError, match="no config"):
+        async with app.serve(host="127.0.0.1", port=0):
+            events.append("listening")
+    assert events == []
 
 
 async def test_lifecycle_order_and_on_disconnect_exactly_once() -> None:

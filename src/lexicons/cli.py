@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -153,7 +154,8 @@ async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker |
         tell(f"{who}error: could not start: {exc}")
         return 1
     if worker is None:
-        tell(f"serving on {running.url} (Ctrl+C to stop)")
+        if not _logs_lifecycle():
+            tell(f"serving on {running.url} (Ctrl+C to stop)")
         if settings.static:
             page = (
                 "https" + running.url[3:]
@@ -166,8 +168,14 @@ async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker |
         worker.ready(stop.set)
     await stop.wait()
     await running.close()
-    tell(f"{who}stopped")
+    if worker is not None or not _logs_lifecycle():
+        tell(f"{who}stopped")
     return 0
+
+
+def _logs_lifecycle() -> bool:
+    """Whether the log already shows "serving on" and "stopped" (``debug``): say them once."""
+    return logging.getLogger("lexicons").isEnabledFor(logging.INFO)
 
 
 def tell(message: str) -> None:
@@ -210,8 +218,6 @@ COMMANDS: dict[str, Callable[[Server, Settings], int]] = {
 
 
 def _configure_logging(debug: bool) -> None:
-    import logging
-
     log = logging.getLogger("lexicons")
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     if not log.handlers and not logging.getLogger().handlers:

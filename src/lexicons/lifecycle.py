@@ -101,6 +101,7 @@ class Running:
             app.channels.commit = commit
             for hook in app.hooks["on_start"]:
                 await self._invoke(hook)
+            self._steps.append("hooks")  # from here on_shutdown runs, even if start fails
             await self.runner.run_startup()
             self._steps.append("tasks")
             self._hub = hub = Hub(
@@ -175,6 +176,7 @@ class Running:
             if "tasks" in self._steps:
                 await self.runner.stop_intervals()
                 await self.runner.run_shutdown()
+            if "hooks" in self._steps:
                 for hook in app.hooks["on_shutdown"]:
                     try:
                         await self._invoke(hook)
