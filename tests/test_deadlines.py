@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -125,6 +126,28 @@ def test_expire_may_add_and_discard() -> None:
     assert expired == ["a"] and "c" in queue
     clock.advance(1.0)
     assert expired == ["a", "c"] and len(queue) == 0
+
+
+def test_a_failing_expire_is_logged_and_the_others_still_expire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    expired: list[str] = []
+    clock = Clock()
+
+    def expire(item: str) -> None:
+        if item == "bad":
+            raise RuntimeError("boom")
+        expired.append(item)
+
+    queue: Deadlines[str] = Deadlines(1.0, expire, cast(asyncio.AbstractEventLoop, clock))
+    queue.add("bad")
+    queue.add("good")
+    clock.advance(0.5)
+    queue.add("later")
+    clock.advance(0.5)
+    assert expired == ["good"] and "timeout of 'bad' failed" in caplog.text
+    clock.advance(0.5)
+    assert expired == ["good", "later"]
 
 
 def test_cancel_stops_every_clock() -> None:

@@ -19,12 +19,15 @@ still pending, expires whatever is due when it fires::
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["Deadlines"]
 
 Item = TypeVar("Item", bound=Hashable)
+
+logger = logging.getLogger("lexicons")
 
 
 class Deadlines(Generic[Item]):
@@ -81,4 +84,7 @@ class Deadlines(Generic[Item]):
                 self._timer = loop.call_at(deadline, self._fire)
                 return
             del due[item]
-            self._expire(item)  # may add or discard items: the loop reads ``due`` afresh
+            try:
+                self._expire(item)  # may add or discard items: the loop reads ``due`` afresh
+            except Exception:  # one failing callback must not hold back the others
+                logger.exception("timeout of %r failed", item)
