@@ -491,3 +491,45 @@ async def test_docs_python_client(
 
 async def test_docs_wss_test_example() -> None:
     await doc_block("# test_wss.py")["test_wss"]()
+
+
+def server_messages(data: bytes) -> list[Any]:
+    """The JSON text messages in what a server wrote after its 101 (short frames only)."""
+    _, _, rest = data.partition(b"\r\n\r\n")
+    messages = []
+    while len(rest) >= 2 and rest[0] == 0x81:
+        length = rest[1]
+        assert length < 126, "a short test message"
+        messages.append(json.loads(rest[2 : 2 + length]))
+        rest = rest[2 + length :]
+    return messages
+
+
+@pytest.mark.parametrize("password", [PASSWORD, "wrong"])
+async def test_frames_sent_with_the_handshake_wait_for_an_async_header(password: str) -> None:
+    """A client should wait for the 101; one that does not loses nothing, gains nothing."""
+    from websockets.frames import Frame, Opcode
+
+    async with TestClient(make_app([])) as client:
+        port = client.running.port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        handshake = (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nLogin: {login(password=password)}\r\n\r\n"
+        ).encode()
+        frame = Frame(Opcode.TEXT, b'{"whoami": {}}').serialize(mask=True, extensions=[])
+        writer.write(handshake + frame)  # in one packet, before any answer
+        data = b""
+        while b"whoami" not in data and not reader.at_eof():
+            data += await asyncio.wait_for(reader.read(65536), 5)
+        writer.close()
+    if password == PASSWORD:
+        assert data.startswith(b"HTTP/1.1 101")
+        assert server_messages(data) == [
+            {"welcome": "ada"},
+            {"hello": "ada"},
+            {"whoami": {"user": "ada", "via": "Login"}},
+        ]
+    else:
+        assert data.startswith(b"HTTP/1.1 403") and b"whoami" not in data

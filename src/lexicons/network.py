@@ -305,8 +305,8 @@ class Link(asyncio.BufferedProtocol):
         self.send_data(encode_errors(None, error))
 
     def _message(self, data: Buffer) -> None:
-        if not self.is_open:
-            return
+        # Busy: an async handler, hook or header runs; frames wait (and are dropped at
+        # their turn if the connection is no longer open by then).
         if self._busy:
             if self._waiting is None:
                 self._waiting = deque()
@@ -315,7 +315,8 @@ class Link(asyncio.BufferedProtocol):
                 self._paused = True
                 self.transport.pause_reading()
             return
-        self._run_frame(data)
+        if self.is_open:
+            self._run_frame(data)
 
     def _run_frame(self, data: Buffer) -> None:
         try:
@@ -381,6 +382,7 @@ class Link(asyncio.BufferedProtocol):
         if isinstance(admission, Admission):
             self._conclude(admission, request)
         else:
+            self._busy = True  # frames sent along with the handshake wait for the verdict
             self.transport.pause_reading()
             hub.spawn(self._admit_later(admission, request))
 
@@ -389,8 +391,9 @@ class Link(asyncio.BufferedProtocol):
         if self._lost:
             return
         self.transport.resume_reading()
-        self._conclude(admission, request)
-        self._flush()
+        self._busy = False
+        self._conclude(admission, request)  # async on_connect hooks make it busy again
+        self._drain()
 
     def _refused_as_full(self) -> bool:
         """Answer 503 and return True when ``max_connections`` are open."""
