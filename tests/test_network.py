@@ -295,17 +295,34 @@ async def test_closing_handshake_timeout_drops_a_client_that_never_answers_close
         assert await client.connect() is not None  # the server is fine
 
 
-async def test_a_close_frame_sent_with_the_handshake_ends_it_quietly(
-    caplog: pytest.LogCaptureFixture,
+CLOSE_FRAME = Frame(Opcode.CLOSE, b"").serialize(mask=True, extensions=[])
+UNMASKED = Frame(Opcode.TEXT, b'{"echo": {"text": "x"}}').serialize(mask=False, extensions=[])
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("sent", "full"),
+    [
+        (HANDSHAKE + CLOSE_FRAME, False),  # a close frame
+        (HANDSHAKE + CLOSE_FRAME, True),  # ... when the server would answer 503
+        (HANDSHAKE + UNMASKED, False),  # bytes that are not a client frame
+        (HANDSHAKE + HEALTHZ, False),  # a second request
+        (HEALTHZ + HEALTHZ, False),  # plain HTTP, pipelined
+    ],
+    ids=["close", "close-when-full", "unmasked", "pipelined-upgrade", "pipelined-http"],
+)
+async def test_bytes_sent_with_a_request_that_end_the_stream_end_it_quietly(
+    sent: bytes, full: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with TestClient(echo_app()) as client:
+    async with TestClient(echo_app(max_connections=1 if full else None)) as client:
         port = client.running.port  # type: ignore[union-attr]
+        peer = await client.connect()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        # A client must wait for the 101 before sending frames; this one does not.
-        writer.write(HANDSHAKE + Frame(Opcode.CLOSE, b"").serialize(mask=True, extensions=[]))
+        # A client must wait for the answer before sending more; this one does not, and
+        # the protocol ends the stream before the request is answered.
+        writer.write(sent)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # no answer, just the end
         writer.close()
-        peer = await client.connect()
         assert await peer.call("echo", text="ok") == {"text": "ok"}
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 

@@ -370,6 +370,8 @@ class Link(asyncio.BufferedProtocol):
 
     def _request(self, request: Request) -> None:
         hub = self.hub
+        if self._ended_early():
+            return
         if not is_upgrade(request):
             self._respond(answer(request, hub.static))
             return
@@ -404,10 +406,14 @@ class Link(asyncio.BufferedProtocol):
         self._respond(plain_response(503, "too many connections\n"))
         return True
 
+    def _ended_early(self) -> bool:
+        """Whether the client sent more than its request before the answer, and the
+        protocol already ended the stream for it (a close frame, or bytes that are not a
+        frame): nothing may be written after that end, so the request gets no answer."""
+        return self.proto.close_expected()  # while connecting: the end was queued
+
     def _conclude(self, admission: Admission, request: Request) -> None:
-        if self.proto.close_rcvd is not None:
-            # A close frame sent with the handshake, before its answer: the protocol has
-            # already queued the end of the stream, and nothing may follow it.
+        if self._ended_early():
             return
         if not admission.allowed:
             self._early = None
