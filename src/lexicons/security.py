@@ -188,7 +188,7 @@ class Trust:
                 found.append(self._rightmost(chain))
         if not found:
             return address
-        if any(address != found[0] for address in found):
+        if any(other != found[0] for other in found):
             return UNKNOWN  # we cannot tell which header the proxy wrote
         return found[0]
 
