@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from apps.cluster_app import make_app
-from conftest import Process, eventually, redis_available, subscribed
+from conftest import Process, eventually, subscribed
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
@@ -258,23 +258,36 @@ class OwnRedis:
     def __init__(self) -> None:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.popen: subprocess.Popen[bytes] | None = None
+        self.popen: subprocess.Popen[str] | None = None
+        self._log: threading.Thread | None = None
 
     def start(self) -> None:
-        self.popen = subprocess.Popen(
+        self.popen = popen = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
             + ["--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        deadline = time.monotonic() + 10
-        while not redis_available(port=self.port):  # wait for it to listen
-            assert time.monotonic() < deadline and self.popen.poll() is None, "no redis-server"
-            time.sleep(0.02)
+        assert popen.stdout is not None
+        seen = []
+        for line in popen.stdout:  # its log says when it listens; EOF if it failed
+            seen.append(line)
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise AssertionError("redis-server did not start:\n" + "".join(seen))
+        # Keep reading its log, so a full pipe never blocks it.
+        self._log = threading.Thread(target=popen.stdout.read, daemon=True)
+        self._log.start()
 
-    def stop(self) -> None:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop it by its PID, wait for it, and close its log pipe."""
+        assert self.popen is not None and self.popen.stdout is not None
+        self.popen.send_signal(signum)
         self.popen.wait(timeout=10)
+        if self._log is not None:
+            self._log.join(10)  # ends at the pipe's EOF
+        self.popen.stdout.close()
 
 
 @pytest.fixture
@@ -285,9 +298,8 @@ def own_redis() -> Iterator[OwnRedis]:
     server = OwnRedis()
     server.start()
     yield server
-    if server.popen is not None and server.popen.poll() is None:
-        server.popen.kill()
-        server.popen.wait()
+    if server.popen is not None:
+        server.stop(signal.SIGKILL)  # nothing to do but closing the pipe if it has stopped
 
 
 async def test_redis_restart_keeps_local_delivery_and_resumes_sharing(
