@@ -43,6 +43,20 @@ def redis_available(host: str = "127.0.0.1", port: int = 6379) -> bool:
         return False
 
 
+def handshake_request(host: str = "127.0.0.1", path: str = "/", **headers: str) -> bytes:
+    """The bytes of a WebSocket opening handshake, for tests that write it by hand."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def chromium_path() -> str | None:
     """Debian's Chromium, when installed."""
     return shutil.which("chromium")
@@ -52,6 +66,7 @@ __all__ = [
     "Process",
     "chromium_path",
     "eventually",
+    "handshake_request",
     "redis_available",
     "subprocess",
     "subscribed",

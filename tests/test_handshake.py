@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import trustme
+from conftest import handshake_request
 
 from lexicons import Server
 from lexicons.cli import _configure_logging
@@ -93,16 +94,7 @@ def make_app(seen: list[Any], **settings: Any) -> Server:
 async def raw_handshake(port: int, path: str = "/", **headers: str) -> bytes:
     """Send a WebSocket handshake by hand; everything the server wrote until it closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    writer.write(handshake_request(f"127.0.0.1:{port}", path, **headers))
     data = await asyncio.wait_for(reader.read(), 5)  # a refused handshake ends with EOF
     writer.close()
     return data
@@ -513,11 +505,7 @@ async def test_frames_sent_with_the_handshake_wait_for_an_async_header(password:
     async with TestClient(make_app([])) as client:
         port = client.running.port  # type: ignore[union-attr]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        handshake = (
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nLogin: {login(password=password)}\r\n\r\n"
-        ).encode()
+        handshake = handshake_request(f"127.0.0.1:{port}", Login=login(password=password))
         frame = Frame(Opcode.TEXT, b'{"whoami": {}}').serialize(mask=True, extensions=[])
         writer.write(handshake + frame)  # in one packet, before any answer
         data = b""

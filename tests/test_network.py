@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import handshake_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
@@ -268,10 +269,7 @@ async def test_handshake_timeout_drops_a_silent_socket() -> None:
         writer.close()
 
 
-HANDSHAKE = (
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
+HANDSHAKE = handshake_request()
 
 
 async def test_closing_handshake_timeout_drops_a_client_that_never_answers_close() -> None:
