@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 
 from lexicons import ConfigurationError, LocalBroker
-from lexicons.lifecycle import make_broker
-from lexicons.redis_broker import RedisBroker, pack, redacted, unpack
+from lexicons.brokers import make_broker
+from lexicons.brokers.redis import RedisBroker, pack, redacted, unpack
 from lexicons.settings import Settings
 from lexicons.testing import Peer, TestClient
 

@@ -19,7 +19,7 @@
         app.run()
 """
 
-from .broker import Broker, LocalBroker
+from .brokers import Broker, LocalBroker
 from .channels import Channel, Channels
 from .client import Backoff, Client
 from .connection import Connection

@@ -24,7 +24,7 @@ from .errors import LexiconsError, RegistrationError
 from .protocol import encode, text_frame
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .brokers import Broker
     from .connection import Connection
 
 __all__ = ["Channel", "Channels"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.http11 import Request
 
 from .admission import Admission, admit_now
-from .broker import Broker, LocalBroker
+from .brokers import LocalBroker, make_broker
 from .connection import Connection
 from .errors import ConfigurationError
 from .handlers import Handler
@@ -282,19 +282,3 @@ def _reply(ws: Connection, data: bytes) -> None:
 
 def _select_subprotocol(protocol: Any, offered: Any) -> Any:
     return select_subprotocol(offered)
-
-
-def make_broker(settings: Settings) -> Broker:
-    """The broker the ``broker`` setting names: ``None`` in-process, a Redis URL shared."""
-    url = settings.broker
-    if url is None:
-        return LocalBroker()
-    from .redis_broker import RedisBroker, redacted
-
-    if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
-        return RedisBroker(url, namespace=settings.broker_namespace)
-    raise ConfigurationError(
-        f"broker: {redacted(url)!r} is not a broker URL; use redis://host:port/db, "
-        "rediss://... or unix:///path/to/redis.sock, or leave it unset for the "
-        "in-process broker"
-    )

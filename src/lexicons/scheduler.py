@@ -15,20 +15,45 @@ import numbers
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol, TypeAlias
 
 from .errors import ConfigurationError, TaskError
 from .handlers import Handler
 
-if TYPE_CHECKING:  # tasks.py imports this module to re-export the runner
-    from .tasks import TaskKind, TaskRegistry, TaskSpec
+__all__ = ["Invoke", "Schedule", "TaskInfo", "TaskKind", "TaskRunner", "TaskSpec", "as_seconds"]
 
-__all__ = ["Invoke", "TaskInfo", "TaskRunner", "as_seconds"]
+TaskKind: TypeAlias = Literal["startup", "interval", "shutdown"]
 
 #: Calls a handler with ``sv``/``db`` injected and returns its (awaited) result.
 Invoke = Callable[[Handler], Awaitable[Any]]
 
 _logger = logging.getLogger("lexicons.tasks")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One registered task, checked once at registration; what the runner schedules."""
+
+    name: str
+    kind: TaskKind
+    handler: Handler
+    #: Where it was defined (``module.qualname``), for error messages.
+    source: str
+    priority: int | None = None
+    #: Seconds to wait before a startup task, or a handler that returns them.
+    delay: float | Handler = 0
+    allow_failure: bool = False
+    seconds: float | None = None
+    timer: Handler | None = None
+    immediate: bool = False
+
+
+class Schedule(Protocol):
+    """What the runner reads from a task registry (``app.task`` is one)."""
+
+    def run_order(self) -> list[TaskSpec]: ...
+    def ordered(self, kind: TaskKind) -> list[TaskSpec]: ...
+    def freeze(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +101,7 @@ class TaskRunner:
 
     def __init__(
         self,
-        registry: TaskRegistry,
+        registry: Schedule,
         invoke: Invoke,
         *,
         clock: Callable[[], float] = time.monotonic,

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from .broker import LocalBroker
+from .brokers import LocalBroker
 from .channels import Channel, Channels
 from .connection import Connection
 from .database import Database

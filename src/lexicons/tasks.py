@@ -26,12 +26,11 @@ re-exported here) runs them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, overload
 
 from .errors import RegistrationError
-from .handlers import Handler, inspect_handler
-from .scheduler import TaskInfo, TaskRunner, as_seconds
+from .handlers import inspect_handler
+from .scheduler import TaskInfo, TaskKind, TaskRunner, TaskSpec, as_seconds
 
 __all__ = [
     "IntervalTask",
@@ -44,8 +43,6 @@ __all__ = [
     "TaskRunner",
     "TaskSpec",
 ]
-
-TaskKind: TypeAlias = Literal["startup", "interval", "shutdown"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound="type[Task] | Task")
@@ -112,24 +109,6 @@ if not TYPE_CHECKING:
     Task.Startup = StartupTask
     Task.Interval = IntervalTask
     Task.Shutdown = ShutdownTask
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """One registered task, checked once at registration; what the runner schedules."""
-
-    name: str
-    kind: TaskKind
-    handler: Handler
-    #: Where it was defined (``module.qualname``), for error messages.
-    source: str
-    priority: int | None = None
-    #: Seconds to wait before a startup task, or a handler that returns them.
-    delay: float | Handler = 0
-    allow_failure: bool = False
-    seconds: float | None = None
-    timer: Handler | None = None
-    immediate: bool = False
 
 
 class TaskRegistry:

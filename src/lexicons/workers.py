@@ -101,7 +101,7 @@ def supervise(serve: Serve, settings: Settings) -> int:
 
 def check(settings: Settings) -> None:
     """Refuse settings that cannot work with several workers; the message says why."""
-    from .lifecycle import make_broker
+    from .brokers import make_broker
 
     count = settings.workers
     if settings.broker is None:

@@ -34,8 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from .broker import Broker
-from .errors import ConfigurationError, LexiconsError
+from ..errors import ConfigurationError, LexiconsError
+from .base import Broker
 
 __all__ = ["RedisBroker", "pack", "redacted", "unpack"]
 
