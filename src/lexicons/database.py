@@ -71,6 +71,9 @@ class Database:
         self._store: DurableStore | None = None
         self._opened = False
         self._changed = False
+        #: Changes written to the durable log since the store was made; a caller compares
+        #: it before and after a piece of work to tell whether that work wrote anything.
+        self.changes = 0
         for model in models:
             self.add_model(model)
 
@@ -240,6 +243,7 @@ class Database:
     def _writing(self, table: Table) -> None:
         if table.log is not None:
             self._changed = True
+            self.changes += 1
         elif self.durable:
             raise StorageError("the durable store is not open: call db.open() before writing")
 
@@ -358,6 +362,7 @@ class Database:
             self._check_dates(table, fields)
         if table.log is not None:
             self._changed = True
+            self.changes += 1
         elif self.durable:
             self._writing(table)
         table.insert(row)
