@@ -24,7 +24,7 @@ from benchmarks.harness import cpu_seconds, rss_bytes, summarize
 from benchmarks.scenarios import percentiles
 from benchmarks.suite import summarize_runs
 from benchmarks.targets import TARGETS, missing
-from lexicons.protocol import text_frame
+from lexicons.network.frames import text_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"echo", "fanout-20", "churn", "idle"}

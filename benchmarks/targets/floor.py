@@ -18,7 +18,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from lexicons.protocol import text_frame
+from lexicons.network.frames import text_frame
 
 from ..harness import announce
 from . import ROOM, TOKEN

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from websockets.http11 import Request
-
-from .admission import Admission, admit_now
+from .application import ServerApplication, invoke
 from .brokers import LocalBroker, make_broker
-from .connection import Connection
+from .durable import Gate
 from .errors import ConfigurationError
 from .handlers import Handler
 from .headers import select_subprotocol
-from .network import Hub
-from .protocol import Dispatcher
+from .network.hub import Hub, listen
 from .scheduler import TaskRunner
 from .security import Origins, Trust
 
@@ -48,9 +45,10 @@ class Running:
         self.settings = settings.checked()
         self.host = settings.host
         self.port = settings.port
-        self.runner = TaskRunner(app.task, self._invoke_task, grace=self.settings.task_grace)
+        self.runner = TaskRunner(app.task, self._invoke, grace=self.settings.task_grace)
         self._server: asyncio.Server | None = None
         self._hub: Hub | None = None
+        self._gate: Gate | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._steps: list[str] = []
@@ -84,8 +82,8 @@ class Running:
         app, settings = self.app, self.settings
         if app.running is not None:
             raise ConfigurationError("this server is already running; stop it first")
-        trust = Trust(settings.trust, settings.proxies)
-        origins = Origins(settings.origins)
+        Trust(settings.trust, settings.proxies)  # a bad entry fails before anything starts
+        Origins(settings.origins)
         ssl_context = settings.ssl_context()
         self._closed = asyncio.Event()
         app.running = self
@@ -97,38 +95,24 @@ class Running:
             app.channels.broker = broker
             await broker.start()
             self._steps.append("broker")
-            commit = app.db.commit if settings.durable else None
-            app.channels.commit = commit
+            self._gate = Gate(app.db) if settings.durable else None
+            app.channels.gate = self._gate
             for hook in app.hooks["on_start"]:
                 await self._invoke(hook)
             self._steps.append("hooks")  # from here on_shutdown runs, even if start fails
             await self.runner.run_startup()
             self._steps.append("tasks")
             self._hub = hub = Hub(
-                settings=settings,
-                dispatcher=Dispatcher(
-                    app.signals,
-                    sv=app,
-                    db=app.db,
-                    debug=settings.debug,
-                    reply=_reply,
-                    publish=app.channels.publish,
-                ),
-                channels=app.channels,
-                admit=self._admitter(trust, origins),
+                ServerApplication(app, settings, self._gate),
+                settings,
                 select_subprotocol=_select_subprotocol,
-                on_connect=self._hooks_runner("on_connect", close_on_error=True),
-                on_disconnect=self._hooks_runner("on_disconnect", close_on_error=False),
-                commit=commit,
-                connections=app.connections,
             )
-            loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(
-                hub.protocol,
+            self._server = await listen(
+                hub,
                 settings.host,
                 settings.port,
-                ssl=ssl_context,
-                reuse_port=settings.reuse_port or None,
+                ssl_context=ssl_context,
+                reuse_port=settings.reuse_port,
             )
         except BaseException:
             await self._undo()
@@ -187,6 +171,7 @@ class Running:
                 app.channels.broker = LocalBroker()
                 app.channels.broker.bind(app.channels.deliver)
             if "db" in self._steps:
+                app.channels.gate = None
                 app.db.close()
         finally:
             self._steps.clear()
@@ -196,88 +181,8 @@ class Running:
 
     # calling user code
 
-    async def _invoke(self, handler: Handler, ws: Connection | None = None) -> Any:
-        result = handler.call({}, ws, self.app, self.app.db)
-        if handler.is_async:
-            result = await result
-        if self.settings.durable:
-            self.app.db.commit()
-        return result
-
-    async def _invoke_task(self, handler: Handler) -> Any:
-        return await self._invoke(handler)
-
-    def _hooks_runner(self, hook: str, *, close_on_error: bool) -> Any:
-        """Build the function the network layer calls to run ``on_connect``/``on_disconnect``.
-
-        Sync hooks run inline; from the first async one on, the rest run in a coroutine
-        that is returned for the network layer to schedule. None when there are no hooks,
-        so a connection costs no call for them.
-        """
-        hooks: list[Handler] = self.app.hooks[hook]  # type: ignore[index]
-        if not hooks:
-            return None
-        app = self.app
-
-        def failed(ws: Connection, exc: BaseException) -> None:
-            logger.error("%s hook failed for %s", hook, ws.pk, exc_info=exc)
-            if close_on_error:
-                ws.close(1011, f"{hook} failed")
-
-        async def rest(ws: Connection, pending: Any, index: int) -> None:
-            try:
-                await pending
-                for handler in hooks[index:]:
-                    await self._invoke(handler, ws)
-            except Exception as exc:
-                failed(ws, exc)
-            if self.settings.durable:
-                app.db.commit()
-
-        def run(ws: Connection) -> Coroutine[Any, Any, None] | None:
-            for index, handler in enumerate(hooks):
-                try:
-                    result = handler.call({}, ws, app, app.db)
-                except Exception as exc:
-                    failed(ws, exc)
-                    return None
-                if handler.is_async:
-                    return rest(ws, result, index + 1)
-            if self.settings.durable:
-                app.db.commit()
-            return None
-
-        return run
-
-    def _admitter(self, trust: Trust, origins: Origins) -> Any:
-        """Build the admission check the network layer runs at every handshake.
-
-        When every header answers synchronously the verdict comes back at once, so a
-        handshake costs no task.
-        """
-        app = self.app
-        headers = app.headers.handlers
-        secure = self.settings.protocol == "wss"
-
-        def check(ws: Connection, request: Request, peer: str) -> Admission | Any:
-            # Header functions may read the address, so apply the proxy rule first.
-            ws.remote_address = trust.client_address(peer, request.headers)
-            return admit_now(
-                request,
-                peer=peer,
-                trust=trust,
-                origins=origins,
-                headers=headers,
-                gate=app.gate,
-                call=lambda handler, kwargs: handler.call(kwargs, ws, app, app.db),
-                secure=secure,
-            )
-
-        return check
-
-
-def _reply(ws: Connection, data: bytes) -> None:
-    ws._link.send_data(data)
+    async def _invoke(self, handler: Handler) -> Any:
+        return await invoke(handler, self._gate, None, self.app, self.app.db)
 
 
 def _select_subprotocol(protocol: Any, offered: Any) -> Any:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lexicons.deadlines import Deadlines
+from lexicons.network.deadlines import Deadlines
 
 
 class Handle:

@@ -1,0 +1,252 @@
+"""How a lexicons :class:`~lexicons.Server` serves each connection.
+
+The network layer's session asks, and this answers: who the client is
+(:class:`~lexicons.Connection`), whether it is admitted (trust, origin, headers, gate),
+what happens when it opens and closes (``sv.connections``, channels, hooks), what a plain
+HTTP request gets, how a message splits into requests, and how one request runs (the
+:class:`~lexicons.protocol.Dispatcher`). In durable mode each piece of user code runs as
+one unit of the :class:`~lexicons.durable.Gate`, so nothing it sends leaves before its
+changes are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Coroutine, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from websockets.http11 import Request, Response
+
+from .admission import Admission, admit_now
+from .connection import Connection, reply, reply_now
+from .durable import Gate, Unit
+from .errors import InvalidFrame, SignalError, StorageError
+from .handlers import Handler
+from .network.http import StaticFile, answer, plain_response
+from .network.session import Application, Session
+from .protocol import Dispatcher, decode_frame, encode_errors
+from .protocol import Request as Call
+from .security import Origins, Trust
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .settings import Settings
+
+__all__ = ["ServerApplication", "invoke"]
+
+logger = logging.getLogger("lexicons")
+
+_BINARY = InvalidFrame("binary frames are not supported; send JSON text frames")
+
+
+async def invoke(
+    handler: Handler, gate: Gate | None, ws: Connection | None, sv: Any, db: Any
+) -> Any:
+    """Call a hook or task with ``ws``/``sv``/``db`` injected, as one durable unit."""
+    if gate is None:
+        result = handler.call({}, ws, sv, db)
+        return await result if handler.is_async else result
+    result, unit = gate.run(handler.call, {}, ws, sv, db)
+    if handler.is_async:
+        result, error = await gate.finish(unit, result)
+    else:
+        error = gate.settle(unit)
+    if error is not None:
+        raise error
+    return result
+
+
+class ServerApplication(Application):
+    """The session's application for one running :class:`~lexicons.Server`."""
+
+    def __init__(self, app: Server, settings: Settings, gate: Gate | None) -> None:
+        self.app = app
+        self.gate = gate
+        self.debug = settings.debug
+        self.connections = app.connections
+        self.channels = app.channels
+        self.max_connections = settings.max_connections
+        self.static = Path(settings.static) if settings.static else None
+        self.dispatcher = Dispatcher(
+            app.signals,
+            sv=app,
+            db=app.db,
+            debug=settings.debug,
+            reply=reply,
+            publish=app.channels.publish,
+        )
+        self._trust = Trust(settings.trust, settings.proxies)
+        self._origins = Origins(settings.origins)
+        self._secure = settings.protocol == "wss"
+        self._headers = app.headers.handlers
+        self._on_connect: list[Handler] = app.hooks["on_connect"]
+        self._on_disconnect: list[Handler] = app.hooks["on_disconnect"]
+
+    # who the client is, and whether it may connect
+
+    def connection(self, session: Session, request: Request) -> Connection:
+        send = None if self.gate is None else partial(self.gate.emit, session.send)
+        return Connection(
+            session,
+            session.port.peer(),
+            request.path,
+            request.headers,
+            memberships=self.channels,
+            send=send,
+        )
+
+    def full(self) -> bool:
+        limit = self.max_connections
+        return limit is not None and len(self.connections) >= limit
+
+    def admit(self, ws: Connection, request: Request) -> Any:
+        peer = ws.remote_address
+        # Header functions may read the address, so apply the proxy rule first.
+        ws.remote_address = self._trust.client_address(peer, request.headers)
+        if self._headers:
+            self.channels.expect(ws)
+        app = self.app
+
+        def call(handler: Handler, kwargs: dict[str, Any]) -> Any:
+            return handler.call(kwargs, ws, app, app.db)
+
+        def check() -> Admission | Awaitable[Admission]:
+            return admit_now(
+                request,
+                peer=peer,
+                trust=self._trust,
+                origins=self._origins,
+                headers=self._headers,
+                gate=app.gate,
+                call=call,
+                secure=self._secure,
+            )
+
+        gate = self.gate
+        if gate is None:
+            verdict = check()
+            if isinstance(verdict, Admission):
+                return self._answer(verdict)
+            return self._answer_later(verdict, None)
+        verdict, unit = gate.run(check)
+        if isinstance(verdict, Admission):
+            return self._answer(verdict, gate.settle(unit))
+        return self._answer_later(verdict, unit)
+
+    async def _answer_later(
+        self, pending: Awaitable[Admission], unit: Unit | None
+    ) -> Response | None:
+        if unit is None or self.gate is None:
+            return self._answer(await pending)
+        admission, error = await self.gate.finish(unit, pending)
+        return self._answer(admission, error)
+
+    def _answer(self, admission: Admission, error: StorageError | None = None) -> Response | None:
+        """``None`` to admit, else the refusal to send."""
+        if error is not None:
+            logger.error("handshake from %s refused: storage failed", admission.address)
+            return plain_response(503, "storage unavailable\n")
+        if admission.allowed:
+            return None
+        reason = admission.detail if self.debug else admission.reason
+        return plain_response(admission.status, reason + "\n")
+
+    # a connection's life
+
+    def opened(self, ws: Connection) -> Coroutine[Any, Any, None] | None:
+        self.connections[ws.pk] = ws
+        self.channels.admitted(ws)
+        if self.debug:
+            logger.debug("connect %s from %s", ws.pk, ws.remote_address)
+        if not self._on_connect:
+            return None
+        return self._run_hooks(self._on_connect, ws, close_on_error=True)
+
+    def closed(self, ws: Connection, admitted: bool) -> Coroutine[Any, Any, None] | None:
+        if not admitted:
+            self.channels.refused(ws)
+            return None
+        if self.connections.pop(ws.pk, None) is None:
+            return None
+        self.channels.drop(ws)
+        if self.debug:
+            logger.debug("disconnect %s (%s)", ws.pk, ws.close_code)
+        if not self._on_disconnect:
+            return None
+        return self._run_hooks(self._on_disconnect, ws, close_on_error=False)
+
+    def _run_hooks(
+        self, hooks: list[Handler], ws: Connection, *, close_on_error: bool
+    ) -> Coroutine[Any, Any, None] | None:
+        """Run hooks in order: sync ones now; from the first async one on, in a coroutine
+        returned for the session to run (the connection's messages wait for it)."""
+        app, gate = self.app, self.gate
+        for index, handler in enumerate(hooks):
+            if handler.is_async or gate is not None:
+                return self._hooks_from(hooks, index, ws, close_on_error)
+            try:
+                handler.call({}, ws, app, app.db)
+            except Exception as exc:
+                self._hook_failed(handler, ws, exc, close_on_error)
+                return None
+        return None
+
+    async def _hooks_from(
+        self, hooks: list[Handler], index: int, ws: Connection, close_on_error: bool
+    ) -> None:
+        for handler in hooks[index:]:
+            try:
+                await invoke(handler, self.gate, ws, self.app, self.app.db)
+            except Exception as exc:
+                self._hook_failed(handler, ws, exc, close_on_error)
+                return
+
+    def _hook_failed(
+        self, handler: Handler, ws: Connection, exc: BaseException, close_on_error: bool
+    ) -> None:
+        logger.error("%s failed for %s", handler.name, ws.pk, exc_info=exc)
+        if close_on_error:
+            ws.close(1011, f"{handler.name} failed")
+
+    # plain HTTP and messages
+
+    def respond(self, request: Request) -> Response | StaticFile:
+        return answer(request, self.static)
+
+    def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
+        if not text:
+            reply_now(ws, encode_errors(None, _BINARY))
+            return ()
+        try:
+            return decode_frame(data)
+        except SignalError as exc:
+            # A frame-level error reports no change: it never waits for a commit.
+            reply_now(ws, encode_errors(None, exc))
+            return ()
+
+    def dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
+        gate = self.gate
+        if gate is None:
+            return self.dispatcher.dispatch(item, ws)
+        pending, unit = gate.run(self.dispatcher.dispatch, item, ws)
+        if pending is None:
+            self._settled(gate.settle(unit), item, ws)
+            return None
+        return self._finish(gate, unit, pending, item, ws)
+
+    async def _finish(
+        self, gate: Gate, unit: Unit, pending: Awaitable[None], item: Call, ws: Connection
+    ) -> None:
+        _, error = await gate.finish(unit, pending)
+        self._settled(error, item, ws)
+
+    def _settled(self, error: StorageError | None, item: Call, ws: Connection) -> None:
+        """Tell the client when what its request wrote could not be saved."""
+        if error is None:
+            return
+        logger.error("signal %s from %s not saved: %s", item.name, ws.pk, error)
+        detail = f": {error}" if self.debug else ""
+        failure = SignalError("storage_error", f"the change could not be saved{detail}")
+        reply_now(ws, encode_errors(item.name, failure, item.ref))

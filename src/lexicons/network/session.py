@@ -1,0 +1,772 @@
+"""One connection's state machine, without I/O: the connection session.
+
+websockets' Sans-I/O :class:`~websockets.server.ServerProtocol` parses and frames; the
+:class:`Session` decides what happens when. Bytes and events go in
+(:meth:`~Session.receive_data`, :meth:`~Session.receive_eof`, the end of a piece of work,
+:meth:`~Session.pause_writing`, :meth:`~Session.connection_lost`, a timer); bytes to
+write, work to run, timers and close or abort decisions come out through the
+:class:`Port` the adapter gives it. What a server does with requests and messages is
+its :class:`Application`. The session never imports asyncio, so every rule below is
+tested by calling it, without sockets:
+
+- **Order.** Everything written goes out in one order, through one queue: the 101, a
+  header's messages, replies, broadcasts, pongs and close frames. A pong is never sent
+  after the reply to a message that was completed after its ping.
+- **One piece of work at a time.** Requests run in arrival order; while an async handler,
+  hook or header runs, later messages wait, bounded in bytes and in count; past either
+  bound the session stops reading, so the client's own TCP window holds the rest.
+- **Fairness.** A turn handles a bounded number of requests and parses a bounded number
+  of bytes; what is left waits for the next turn, after every other connection's.
+- **Fragments** are bounded in bytes (``max_size``) and in count, and a text message is
+  checked as UTF-8 fragment by fragment: the first invalid one fails the connection
+  with 1007.
+- **Slow readers.** Nothing waits on a client: while the socket is congested, output
+  queues here, and a client whose queue passes ``max_buffer`` is cut off. One message
+  of any size always gets through to a client that reads.
+- **The end.** When the connection is gone, the work it started is cancelled, whatever
+  waited is dropped, and nothing more is written.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN as PROTOCOL_OPEN
+from websockets.server import ServerProtocol
+
+from .frames import binary_frame, text_frame
+from .http import StaticFile, answer_not_found, is_upgrade, plain_response
+
+__all__ = ["Application", "Limits", "Phase", "Port", "Session", "Work"]
+
+logger = logging.getLogger("lexicons")
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_CLOSE = Opcode.CLOSE
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its life."""
+
+    #: Waiting for the HTTP request.
+    CONNECTING = "connecting"
+    #: A WebSocket handshake is being checked (headers may be running).
+    ADMITTING = "admitting"
+    #: Admitted: messages flow both ways.
+    OPEN = "open"
+    #: A close frame or an HTTP answer went out; waiting for the client to hang up.
+    CLOSING = "closing"
+    #: The TCP connection is gone.
+    ENDED = "ended"
+
+
+CONNECTING, ADMITTING, OPEN, CLOSING, ENDED = Phase
+
+
+class Work(Protocol):
+    """A handle on running work (an asyncio task, in practice)."""
+
+    def cancel(self) -> Any: ...
+
+
+class Port(Protocol):
+    """What the session asks of the I/O side (the asyncio adapter, or a test)."""
+
+    def peer(self) -> str:
+        """The client's IP address as the socket sees it ("" when unknown)."""
+
+    def end(self) -> None:
+        """Half-close the socket after what was written (or close it)."""
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, discarding unsent data."""
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+    def spawn(self, work: Awaitable[Any], done: Callable[[Any], None] | None) -> Work:
+        """Run ``work``, then call ``done(result)``.
+
+        Not called when the work was cancelled; when it raised, the port logs the error
+        and aborts the connection instead (the application's work answers its own errors).
+        """
+
+    def defer(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` soon, after the turns of other connections."""
+
+    def start_timer(self, kind: str) -> None:
+        """Start the ``opening``, ``answered`` or ``closing`` deadline (replacing any)."""
+
+    def cancel_timer(self) -> None: ...
+
+    def stream(self, file: StaticFile, done: Callable[[], None]) -> None:
+        """Write ``file``'s body, reading it off the event loop; then call ``done()``."""
+
+
+class Application:
+    """What a server does with its connections; the session calls these.
+
+    The defaults admit everyone and ignore every message; a server overrides what it
+    needs. ``message`` splits a message into the items ``dispatch`` runs one at a time,
+    so the session can interleave the items of a large batch with other connections'.
+    """
+
+    def connection(self, session: Session, request: Request) -> Any:
+        """The object handlers receive for this connection (``ws``)."""
+        return session
+
+    def full(self) -> bool:
+        """Whether a new WebSocket must be refused with 503 (too many connections)."""
+        return False
+
+    def admit(self, ws: Any, request: Request) -> Response | None | Awaitable[Response | None]:
+        """``None`` to admit, a response to refuse with; or an awaitable of either."""
+        return None
+
+    def opened(self, ws: Any) -> Awaitable[Any] | None:
+        """The connection was admitted; an awaitable holds its first message back."""
+        return None
+
+    def closed(self, ws: Any, admitted: bool) -> Awaitable[Any] | None:
+        """The connection is gone (``admitted``: it was open); called exactly once."""
+        return None
+
+    def respond(self, request: Request) -> Response | StaticFile:
+        """The answer to a plain HTTP request (not a WebSocket upgrade)."""
+        return answer_not_found()
+
+    def message(self, ws: Any, data: bytes, text: bool) -> Sequence[Any]:
+        """The items of one complete message (text is valid UTF-8); answer errors here."""
+        return ()
+
+    def dispatch(self, item: Any, ws: Any) -> Awaitable[Any] | None:
+        """Run one item; an awaitable holds the connection's next items back until done."""
+        return None
+
+
+class Limits:
+    """Bounds shared by every session of one server."""
+
+    __slots__ = ("max_size", "max_buffer", "high_water", "max_fragments", "max_waiting", "turn")
+
+    def __init__(
+        self,
+        *,
+        max_size: int = 2**20,
+        max_buffer: int = 4 * 2**20,
+        high_water: int | None = None,
+        max_fragments: int | None = None,
+        max_waiting: int = 64,
+        turn: int = 64,
+    ) -> None:
+        #: Largest incoming message, in bytes (also what may wait behind a handler).
+        self.max_size = max_size
+        #: Unsent bytes a client may leave waiting before it is cut off (besides one
+        #: message of any size).
+        self.max_buffer = max_buffer
+        #: The part of them the socket's own buffer holds; the rest waits in the session.
+        self.high_water = max_buffer // 2 if high_water is None else high_water
+        #: Most frames one message may come in; by default one per 64 bytes of max_size.
+        self.max_fragments = max_fragments or max(64, max_size // 64)
+        #: Most messages that may wait behind a running handler before reading pauses.
+        self.max_waiting = max_waiting
+        #: Requests one connection may run per turn before others get theirs.
+        self.turn = turn
+
+
+#: Bytes handed to the parser at once, and what parsing them costs of a turn's budget:
+#: a read full of tiny frames is parsed over several turns, between other connections'.
+CHUNK = 4096
+CHUNK_COST = 16
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' server protocol, accepting a close frame between fragments.
+
+    RFC 6455 5.4 lets control frames arrive between the fragments of a message, a close
+    frame included; the message is then abandoned and the close answered normally.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is _CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class Session:
+    """One TCP connection, from its first byte to its end."""
+
+    __slots__ = (
+        "app",
+        "limits",
+        "proto",
+        "port",
+        "phase",
+        "ws",
+        "writer",
+        "_out",
+        "_backlog",
+        "_backlog_bytes",
+        "_congested",
+        "_held",
+        "_eof_due",
+        "_streaming",
+        "_ended_output",
+        "_inbox",
+        "_waiting",
+        "_waiting_bytes",
+        "_batch",
+        "_batch_at",
+        "_work",
+        "_budget",
+        "_turn_due",
+        "_reading_paused",
+        "_fragments",
+        "_fragment_text",
+        "_fragment_count",
+        "_utf8",
+        "_heard",
+        "_pinged",
+    )
+
+    def __init__(
+        self,
+        app: Application,
+        limits: Limits,
+        port: Port,
+        write: Callable[[bytes], Any],
+        *,
+        select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
+        wire_logger: logging.Logger | None = None,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.port = port
+        self.proto = _ServerProtocol(
+            max_size=limits.max_size,
+            select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
+            logger=wire_logger,
+        )
+        self.phase = CONNECTING
+        #: The application's object for this connection, once the handshake arrived.
+        self.ws: Any = None
+        #: Writes one framed message now: the socket's own ``write`` while the connection
+        #: is open and the socket keeps up, a queue while it is congested, ``None`` when
+        #: messages can no longer be sent. Broadcasts call it for each subscriber.
+        self.writer: Callable[[bytes], Any] | None = None
+        self._out = write
+        self._backlog: deque[bytes] | None = None
+        self._backlog_bytes = 0
+        self._congested = False
+        #: Frames sent before the connection is admitted (by header functions).
+        self._held: list[bytes] | None = []
+        #: The protocol ended the stream; the end is written once nothing waits before it.
+        self._eof_due = False
+        self._streaming = False
+        self._ended_output = False
+        self._inbox: bytearray | None = None
+        self._waiting: deque[tuple[bytes, bool]] | None = None
+        self._waiting_bytes = 0
+        self._batch: Sequence[Any] = ()
+        self._batch_at = 0
+        self._work: Work | None = None
+        self._budget = limits.turn
+        self._turn_due = False
+        self._reading_paused = False
+        self._fragments: bytearray | None = None
+        self._fragment_text = False
+        self._fragment_count = 0
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._heard = True
+        self._pinged = False
+        port.start_timer("opening")
+
+    # --- state the application may read ---------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages sent now can still reach the client."""
+        return self.phase is OPEN
+
+    @property
+    def busy(self) -> bool:
+        """Whether work this connection started (a handler, hook or header) is running."""
+        return self._work is not None
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received or sent, once the closing handshake started."""
+        return self.proto.close_code
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol selected at the handshake."""
+        return self.proto.subprotocol
+
+    # --- input ----------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes arrived from the client."""
+        self._heard = True
+        if self._inbox is None and len(data) <= CHUNK and not self._turn_due:
+            # The common case: parse it all now and handle what it completes.
+            self._budget = self.limits.turn
+            self._parse(data)
+            self._after_input()
+            return
+        if self._inbox is None:
+            self._inbox = bytearray(data)
+        else:
+            self._inbox += data
+        if not self._turn_due:
+            self._turn()
+
+    def receive_eof(self) -> None:
+        """The client closed its side of the TCP connection."""
+        if self.phase is ENDED:
+            return
+        self.proto.receive_eof()
+        self._flush_protocol()
+
+    def _parse(self, data: bytes | bytearray | memoryview) -> None:
+        proto = self.proto
+        proto.receive_data(data)  # type: ignore[arg-type]  # copied into its own buffer
+        # Pongs and close frames the parser wrote go first: they answer frames that
+        # arrived no later than any message completed by this data. (``writes`` is the
+        # protocol's outgoing list; looking at it spares a call per message.)
+        if proto.writes:
+            self._flush_protocol()
+        for event in proto.events_received():
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is _TEXT and event.fin and self._fragments is None:
+                    self._text(bytes(event.data))  # bytes() of bytes is the same object
+                elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+                    self._fragment(event)
+                elif opcode is _CLOSE:
+                    self._closing_started()
+            elif isinstance(event, Request):
+                self._request(event)
+        if proto.state is not PROTOCOL_OPEN and self.phase is OPEN:
+            self._closing_started()
+
+    def _text(self, data: bytes) -> None:
+        try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            self._fail(1007, f"invalid UTF-8 at position {exc.start}")
+            return
+        self._message(data, True)
+
+    def _fragment(self, frame: Frame) -> None:
+        if frame.opcode is not _CONT:
+            self._fragments = bytearray()
+            self._fragment_text = frame.opcode is _TEXT
+            self._fragment_count = 0
+            self._utf8 = codecs.getincrementaldecoder("utf-8")() if self._fragment_text else None
+        fragments = self._fragments
+        if fragments is None:  # pragma: no cover - the parser refuses a stray continuation
+            return
+        self._fragment_count += 1
+        if self._fragment_count > self.limits.max_fragments:
+            self._fail(1009, f"message in more than {self.limits.max_fragments} fragments")
+            return
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(frame.data, frame.fin)
+            except UnicodeDecodeError as exc:
+                start = len(fragments) + exc.start
+                self._fail(1007, f"invalid UTF-8 at position {start}")
+                return
+        fragments += frame.data
+        if frame.fin:
+            self._fragments = self._utf8 = None
+            self._message(bytes(fragments), self._fragment_text)
+
+    def _message(self, data: bytes, text: bool) -> None:
+        """A complete message arrived: handle it now, or let it wait its turn."""
+        phase = self.phase
+        if (
+            phase is OPEN
+            and self._work is None
+            and self._waiting is None
+            and not self._batch
+            and self._budget > 0
+        ):
+            self._handle(data, text)
+            return
+        if phase is not OPEN and phase is not ADMITTING:
+            return
+        if self._waiting is None:
+            self._waiting = deque()
+        self._waiting.append((data, text))
+        self._waiting_bytes += len(data)
+
+    def _handle(self, data: bytes, text: bool) -> None:
+        self._budget -= 1
+        items = self.app.message(self.ws, data, text)
+        if items:
+            self._run(items, 0)
+
+    def _run(self, items: Sequence[Any], index: int) -> None:
+        """Dispatch ``items`` from ``index`` on, until one is async or the turn is over."""
+        dispatch = self.app.dispatch
+        ws = self.ws
+        count = len(items)
+        while index < count:
+            if self.phase is not OPEN:
+                self._batch = ()
+                return
+            if index and self._budget <= 0:
+                break
+            item = items[index]
+            index += 1
+            self._budget -= 1
+            pending = dispatch(item, ws)
+            if pending is not None:
+                self._start(pending)
+                break
+        if index < count:
+            self._batch, self._batch_at = items, index
+        else:
+            self._batch = ()
+
+    def _start(self, pending: Awaitable[Any]) -> None:
+        self._work = self.port.spawn(pending, self._work_done)
+
+    def _work_done(self, result: Any = None) -> None:
+        """The running handler or hook finished: carry on where the connection stopped."""
+        self._work = None
+        self._turn()
+
+    def _turn(self) -> None:
+        """Run a turn: waiting requests and messages, then more input, within the budget."""
+        self._turn_due = False
+        self._budget = self.limits.turn
+        while self._budget > 0 and self.phase is not ENDED:
+            idle = self._work is None
+            if idle and self._batch:
+                self._run(self._batch, self._batch_at)
+            elif idle and self._waiting and self.phase is OPEN:
+                data, text = self._waiting.popleft()
+                self._waiting_bytes -= len(data)
+                if not self._waiting:
+                    self._waiting = None
+                self._handle(data, text)
+            elif self._inbox and not self._input_full():
+                chunk = self._inbox[:CHUNK]
+                del self._inbox[:CHUNK]
+                if not self._inbox:
+                    self._inbox = None
+                self._budget -= CHUNK_COST
+                self._parse(chunk)
+            else:
+                break
+        self._after_input()
+
+    def _input_full(self) -> bool:
+        """Whether enough messages wait that reading more must wait too."""
+        waiting = self._waiting
+        return waiting is not None and (
+            len(waiting) >= self.limits.max_waiting or self._waiting_bytes >= self.limits.max_size
+        )
+
+    def _after_input(self) -> None:
+        """Pause or resume reading, and ask for another turn when work is left."""
+        if self.phase is ENDED:
+            return
+        can_run = self._work is None and (
+            bool(self._batch) or (bool(self._waiting) and self.phase is OPEN)
+        )
+        more_input = self._inbox is not None and not self._input_full()
+        if (can_run or more_input) and not self._turn_due:
+            self._turn_due = True
+            self.port.defer(self._turn)
+        pause = self._turn_due or self._inbox is not None or self._input_full()
+        if pause and not self._reading_paused:
+            self._reading_paused = True
+            self.port.pause_reading()
+        elif not pause and self._reading_paused:
+            self._reading_paused = False
+            self.port.resume_reading()
+
+    # --- the handshake -----------------------------------------------------------------
+
+    def _request(self, request: Request) -> None:
+        # The client may have sent more than its request before the answer, and the parser
+        # already ended the stream for it (a close frame, bytes that are not a frame):
+        # nothing may be written after that end, so the request gets no answer.
+        if self.proto.close_expected():
+            return
+        if not is_upgrade(request):
+            answer = self.app.respond(request)
+            if isinstance(answer, StaticFile):
+                self._streaming = answer.path is not None
+                self._answer(answer.head)
+                if self._streaming:
+                    self.port.stream(answer, self._streamed)
+            else:
+                self._answer(answer)
+            return
+        if self._refused_as_full():
+            return
+        self.phase = ADMITTING
+        self.ws = ws = self.app.connection(self, request)
+        verdict = self.app.admit(ws, request)
+        if verdict is None or isinstance(verdict, Response):
+            self._conclude(verdict, request)
+        else:
+            # Frames sent along with the handshake wait for the verdict.
+            self._work = self.port.spawn(verdict, lambda refusal: self._admitted(refusal, request))
+
+    def _admitted(self, refusal: Response | None, request: Request) -> None:
+        self._work = None
+        if self.phase is ADMITTING:
+            self._conclude(refusal, request)
+        self._turn()
+
+    def _refused_as_full(self) -> bool:
+        if not self.app.full():
+            return False
+        self._answer(plain_response(503, "too many connections\n"))
+        return True
+
+    def _conclude(self, refusal: Response | None, request: Request) -> None:
+        if self.proto.close_expected():
+            return
+        if refusal is not None:
+            self._answer(refusal)
+            self._refused()
+            return
+        if self._refused_as_full():  # others may have been admitted while headers ran
+            self._refused()
+            return
+        response = self.proto.accept(request)
+        if response.status_code != 101:
+            self._answer(response)
+            self._refused()
+            return
+        self.proto.send_response(response)
+        self.port.cancel_timer()
+        self._flush_protocol()
+        self.phase = OPEN
+        self._update_writer()
+        held, self._held = self._held, None
+        for frame in held or ():
+            self._write(frame)
+        pending = self.app.opened(self.ws)
+        if pending is not None:
+            self._start(pending)
+
+    def _refused(self) -> None:
+        ws, self.ws = self.ws, None
+        self.app.closed(ws, False)
+
+    def _answer(self, response: Response) -> None:
+        """Send a plain HTTP answer; the connection ends once the client hangs up."""
+        self._held = None
+        self.phase = CLOSING
+        self.proto.send_response(response)
+        self._flush_protocol()
+        self.port.start_timer("answered")
+
+    def write_body(self, data: bytes) -> None:
+        """Write part of a streamed HTTP body (the port calls it while streaming)."""
+        self._write(data)
+
+    @property
+    def congested(self) -> bool:
+        """Whether output waits for the socket to drain: a streamed body should pause."""
+        return self._congested or bool(self._backlog)
+
+    def _streamed(self) -> None:
+        self._streaming = False
+        self._end_when_flushed()
+
+    # --- output ---------------------------------------------------------------------
+
+    def send(self, data: bytes, text: bool = True) -> None:
+        """Frame and send one message: held until admission, dropped after the close."""
+        frame = text_frame(data) if text else binary_frame(data)
+        writer = self.writer
+        if writer is not None:
+            writer(frame)
+        elif self._held is not None:
+            self._held.append(frame)
+
+    def _update_writer(self) -> None:
+        if self.phase is not OPEN or self._ended_output:
+            self.writer = None
+        elif self._congested or self._backlog:
+            self.writer = self._queue
+        else:
+            self.writer = self._out
+
+    def _write(self, data: bytes) -> None:
+        """Write bytes in order: now, or behind what waits for a congested socket."""
+        if self._ended_output:
+            return
+        if self._congested or self._backlog:
+            self._queue(data)
+        else:
+            self._out(data)
+
+    def _queue(self, data: bytes) -> None:
+        backlog = self._backlog
+        if backlog is None:
+            self._backlog = backlog = deque()
+            self._update_writer()
+        elif self._backlog_bytes + len(data) > self.limits.max_buffer - self.limits.high_water:
+            # One message of any size may wait alone; more than max_buffer behind it
+            # means the client does not read as fast as it is written to.
+            self._cut_off()
+            return
+        backlog.append(data)
+        self._backlog_bytes += len(data)
+
+    def _cut_off(self) -> None:
+        logger.warning(
+            "connection %s cut off: more than %d bytes unsent (the client stopped reading)",
+            getattr(self.ws, "pk", "?"),
+            self.limits.max_buffer,
+        )
+        self.abort()
+
+    def pause_writing(self) -> None:
+        """The socket's buffer is full: queue output here until it drains."""
+        self._congested = True
+        self._update_writer()
+
+    def resume_writing(self) -> None:
+        """The socket drained: write what waited, until it is full again."""
+        self._congested = False
+        backlog = self._backlog
+        while backlog and not self._congested and not self._ended_output:
+            data = backlog.popleft()
+            self._backlog_bytes -= len(data)
+            self._out(data)
+        if not backlog:
+            self._backlog = None
+            self._backlog_bytes = 0
+        self._update_writer()
+        self._end_when_flushed()
+
+    def _flush_protocol(self) -> None:
+        """Write what websockets' protocol produced: a response, pongs, a close, EOF."""
+        for data in self.proto.data_to_send():
+            if data:
+                self._write(data)
+            else:
+                self._eof_due = True
+        self._end_when_flushed()
+
+    def _end_when_flushed(self) -> None:
+        """Half-close once the protocol ended the stream and nothing waits before the end."""
+        if self._eof_due and not self._backlog and not self._streaming:
+            self._eof_due = False
+            if not self._ended_output:
+                self._ended_output = True
+                self._update_writer()
+                self.port.end()
+
+    # --- closing ----------------------------------------------------------------------
+
+    def _closing_started(self) -> None:
+        """A close frame went out or came in: no more messages either way."""
+        if self.phase is OPEN or self.phase is ADMITTING:
+            self.phase = CLOSING
+            self._update_writer()
+        self._drop_input()
+        if self.proto.close_expected():
+            self.port.start_timer("closing")
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket connection (RFC 6455 7.1.7) with ``code``."""
+        self._fragments = self._utf8 = None
+        self.proto.fail(code, reason)
+        self._flush_protocol()
+        self._closing_started()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (or drop a connection still in its handshake)."""
+        if self.phase is OPEN:
+            self.proto.send_close(code, reason)
+            self._flush_protocol()
+            self._closing_started()
+        elif self.phase is CONNECTING or self.phase is ADMITTING:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, discarding unsent data."""
+        if self.phase is not ENDED:
+            self._ended_output = True
+            self._update_writer()
+            self.port.abort()
+
+    def _drop_input(self) -> None:
+        self._inbox = None
+        self._waiting = None
+        self._waiting_bytes = 0
+        self._batch = ()
+        self._fragments = self._utf8 = None
+
+    def connection_lost(self) -> None:
+        """The TCP connection is gone: cancel its work, drop what waited, tell the app."""
+        if self.phase is ENDED:
+            return
+        # A refused or plain HTTP connection has no ws any more; an admitting one has.
+        admitted = self.ws is not None and self.phase is not ADMITTING
+        self.phase = ENDED
+        self._ended_output = True
+        self.writer = None
+        self._drop_input()
+        self._backlog = None
+        self._held = None
+        work, self._work = self._work, None
+        if work is not None:
+            work.cancel()
+        self.port.cancel_timer()
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            pending = self.app.closed(ws, admitted)
+            if pending is not None:
+                self.port.spawn(pending, None)
+
+    # --- keepalive and timers ---------------------------------------------------------
+
+    def ping_if_quiet(self) -> bool:
+        """Ping the client if it sent nothing since the last round; True when pinged."""
+        if self.phase is not OPEN:
+            return False
+        if self._heard:
+            self._heard = False
+            return False
+        self._pinged = True
+        self.proto.send_ping(b"lexicons")
+        self._flush_protocol()
+        return True
+
+    def drop_if_silent(self) -> None:
+        """Fail with 1011 when nothing, not even the pong, arrived since the ping."""
+        if self.phase is OPEN and self._pinged and not self._heard:
+            logger.info("connection %s dropped: no pong", getattr(self.ws, "pk", "?"))
+            self._fail(1011, "keepalive ping timeout")
+        self._pinged = False
+
+    def expire(self, why: str) -> None:
+        """The deadline this connection waited on passed (``why``): drop it."""
+        if self.phase is not ENDED:
+            logger.debug("%s; connection aborted", why)
+            self.abort()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.phase.value}>"
