@@ -83,6 +83,8 @@ class ServerApplication(Application):
         self._headers = app.headers.handlers
         self._on_connect: list[Handler] = app.hooks["on_connect"]
         self._on_disconnect: list[Handler] = app.hooks["on_disconnect"]
+        if gate is None:  # nothing to wrap: the session calls the dispatcher itself
+            self.dispatch = self.dispatcher.dispatch  # type: ignore[method-assign,assignment]
 
     # who the client is, and whether it may connect
 
@@ -228,8 +230,7 @@ class ServerApplication(Application):
 
     def dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
         gate = self.gate
-        if gate is None:
-            return self.dispatcher.dispatch(item, ws)
+        assert gate is not None  # without a gate, dispatch is the dispatcher's own
         pending, unit = gate.run(self.dispatcher.dispatch, item, ws)
         if pending is None:
             self._settled(gate.settle(unit), item, ws)

@@ -6,6 +6,7 @@ Server frames are not masked, so one framed broadcast serves every subscriber.
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from websockets.frames import Opcode
 
@@ -29,11 +30,7 @@ def _frame(first: int, data: bytes) -> bytes:
     return _HEAD64.pack(first, 127, length) + data
 
 
-def text_frame(data: bytes) -> bytes:
-    """``data`` (UTF-8) as one unmasked, final text frame."""
-    return _frame(_FIN_TEXT, data)
-
-
-def binary_frame(data: bytes) -> bytes:
-    """``data`` as one unmasked, final binary frame."""
-    return _frame(_FIN_BINARY, data)
+#: ``text_frame(data)``: ``data`` (UTF-8) as one unmasked, final text frame.
+text_frame = partial(_frame, _FIN_TEXT)
+#: ``binary_frame(data)``: ``data`` as one unmasked, final binary frame.
+binary_frame = partial(_frame, _FIN_BINARY)

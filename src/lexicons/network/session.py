@@ -189,17 +189,41 @@ CHUNK = 4096
 CHUNK_COST = 16
 
 
-class _ServerProtocol(ServerProtocol):
-    """websockets' server protocol, accepting a close frame between fragments.
+_recv_frame = ServerProtocol.recv_frame
 
-    RFC 6455 5.4 lets control frames arrive between the fragments of a message, a close
-    frame included; the message is then abandoned and the close answered normally.
+
+class Answer:
+    """What the protocol wrote on receiving a control frame (a pong, the close echo and
+    the end of the stream), kept in its place among the events it follows."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self, writes: list[bytes]) -> None:
+        self.writes = writes
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' server protocol, with two changes to how control frames are answered.
+
+    - Their answers become events in arrival order, instead of going out ahead of the
+      messages received before them: a reply to a message completed before a ping or a
+      close precedes the pong or the close echo, and one completed after follows it.
+    - A close frame between the fragments of a message is answered normally (RFC 6455
+      5.4 lets control frames arrive there); the message is abandoned.
     """
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is _CLOSE:
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
+            _recv_frame(self, frame)
+            return
+        if opcode is _CLOSE:
             self.current_size = None
-        super().recv_frame(frame)
+        written = len(self.writes)
+        _recv_frame(self, frame)
+        if len(self.writes) > written:
+            self.events.append(Answer(self.writes[written:]))  # type: ignore[arg-type]
+            del self.writes[written:]
 
 
 class Session:
@@ -321,7 +345,8 @@ class Session:
             # The common case: parse it all now and handle what it completes.
             self._budget = self.limits.turn
             self._parse(data)
-            self._after_input()
+            if self._waiting is not None or self._batch or self._reading_paused:
+                self._after_input()
             return
         if self._inbox is None:
             self._inbox = bytearray(data)
@@ -340,32 +365,37 @@ class Session:
     def _parse(self, data: bytes | bytearray | memoryview) -> None:
         proto = self.proto
         proto.receive_data(data)  # type: ignore[arg-type]  # copied into its own buffer
-        # Pongs and close frames the parser wrote go first: they answer frames that
-        # arrived no later than any message completed by this data. (``writes`` is the
-        # protocol's outgoing list; looking at it spares a call per message.)
-        if proto.writes:
-            self._flush_protocol()
-        for event in proto.events_received():
+        events: list[Any] = proto.events_received()
+        for event in events:
             if type(event) is Frame:
                 opcode = event.opcode
                 if opcode is _TEXT and event.fin and self._fragments is None:
-                    self._text(bytes(event.data))  # bytes() of bytes is the same object
+                    data = bytes(event.data)  # bytes() of bytes is the same object
+                    try:
+                        data.decode()
+                    except UnicodeDecodeError as exc:
+                        self._fail(1007, f"invalid UTF-8 at position {exc.start}")
+                        continue
+                    self._message(data, True)
                 elif opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                     self._fragment(event)
                 elif opcode is _CLOSE:
                     self._closing_started()
+            elif type(event) is Answer:
+                for chunk in event.writes:
+                    if chunk:
+                        self._write(chunk)
+                    else:
+                        self._eof_due = True
+                self._end_when_flushed()
             elif isinstance(event, Request):
                 self._request(event)
+        # What the parser wrote itself comes after every event: a failure's close frame,
+        # or the answer to a request line it could not read.
+        if proto.writes:
+            self._flush_protocol()
         if proto.state is not PROTOCOL_OPEN and self.phase is OPEN:
             self._closing_started()
-
-    def _text(self, data: bytes) -> None:
-        try:
-            data.decode()
-        except UnicodeDecodeError as exc:
-            self._fail(1007, f"invalid UTF-8 at position {exc.start}")
-            return
-        self._message(data, True)
 
     def _fragment(self, frame: Frame) -> None:
         if frame.opcode is not _CONT:
@@ -402,7 +432,10 @@ class Session:
             and not self._batch
             and self._budget > 0
         ):
-            self._handle(data, text)
+            self._budget -= 1
+            items = self.app.message(self.ws, data, text)
+            if items:
+                self._run(items, 0)
             return
         if phase is not OPEN and phase is not ADMITTING:
             return
