@@ -3,81 +3,38 @@
 Serves on 127.0.0.1:PORT (0 picks a free port) and sends every text and binary message back
 unchanged, in its own type. Prints ``serving on ws://127.0.0.1:PORT`` once it listens.
 
-TEMPORARY ADAPTATION. The network layer has no seam for an echo yet: the subclasses below
-override three private methods of ``lexicons.network.Link`` so that a complete message is
-written back instead of being dispatched to signals. Everything else (handshake, frames,
-fragments, control frames, closing, backpressure) is today's network layer, unchanged. Its
-only purpose is to measure that layer; it goes once the connection session provides the
-seam.
+It is the network layer a lexicons server runs, with another application: the session's
+:class:`~lexicons.network.session.Application` seam, here answering each message with
+itself instead of dispatching it to signals. Handshake, frames, fragments, UTF-8, control
+frames, closing and backpressure are exactly the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from websockets.frames import Frame, Opcode
-
-from lexicons.admission import SWITCHING_PROTOCOLS, Admission
-from lexicons.brokers import LocalBroker
-from lexicons.channels import Channels
-from lexicons.connection import Connection
-from lexicons.network import Buffer, Hub, Link
+from lexicons.network.hub import Hub, listen
+from lexicons.network.session import Application, Session
 from lexicons.settings import Settings
 
 #: The suite's largest message (cases 9.1.6 and 9.2.6) is 16 MiB.
 MAX_SIZE = 16 * 2**20
 
 
-class EchoLink(Link):
-    """A Link whose complete messages are echoed instead of dispatched (temporary)."""
+class Echo(Application):
+    """Admits everyone; answers every message with itself."""
 
-    __slots__ = ("_binary_message",)
-
-    def _run_frame(self, data: Buffer) -> None:
-        # A complete text message, at its turn: the same write path as any reply.
-        self.send_data(bytes(data))
-
-    def _fragment(self, frame: Frame) -> None:
-        # Link joins a binary message and calls _binary() without it: keep it for the echo.
-        op = self._fragment_op if frame.opcode is Opcode.CONT else frame.opcode
-        if op is Opcode.BINARY and frame.fin:
-            parts = (self._fragments or []) if frame.opcode is Opcode.CONT else []
-            self._binary_message = b"".join([*parts, frame.data])
-        super()._fragment(frame)
-
-    def _binary(self) -> None:
-        message, self._binary_message = self._binary_message, b""
-        self.write_frame(Frame(Opcode.BINARY, message).serialize(mask=False))
-
-
-class EchoHub(Hub):
-    """A Hub that makes EchoLinks and admits every handshake."""
-
-    def protocol(self) -> Link:
-        return EchoLink(self)
-
-
-def _admit(ws: Connection, request: Any, peer: str) -> Admission:
-    return Admission(True, SWITCHING_PROTOCOLS, "", peer)
+    def message(self, ws: Session, data: bytes, text: bool) -> Sequence[Any]:
+        ws.send(data, text)
+        return ()
 
 
 async def serve(port: int) -> None:
     settings = Settings(host="127.0.0.1", port=port, debug=False, max_size=MAX_SIZE).checked()
-    connections: dict[str, Connection] = {}
-    hub = EchoHub(
-        settings=settings,
-        dispatcher=None,  # type: ignore[arg-type]  # an echo dispatches nothing
-        channels=Channels(connections, LocalBroker()),
-        admit=_admit,
-        select_subprotocol=None,
-        on_connect=None,
-        on_disconnect=None,
-        commit=None,
-        connections=connections,
-    )
-    server = await asyncio.get_running_loop().create_server(hub.protocol, settings.host, port)
+    server = await listen(Hub(Echo(), settings), settings.host, port)
     bound = server.sockets[0].getsockname()[1]
     print(f"serving on ws://{settings.host}:{bound}", flush=True)
     async with server:
