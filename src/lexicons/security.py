@@ -478,10 +478,13 @@ def redact(path: str) -> str:
         >>> redact("/chat?Login=secret&x=1")
         '/chat?Login=***&x=***'
 
-    An item without ``=`` may itself be a value and is hidden whole.
+    An item without ``=`` may itself be a value and is hidden whole. Control characters
+    and anything outside printable ASCII are escaped, so a path cannot forge log lines.
     """
     if not isinstance(path, str):
         return "***"
+    if not (path.isascii() and path.isprintable()):
+        path = "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in path)
     base, question, query = path.partition("?")
     if not question:
         return path
