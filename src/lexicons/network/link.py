@@ -163,7 +163,10 @@ class Link(asyncio.BufferedProtocol):
         self.spawn(self._stream(file), lambda _: done())
 
     async def _stream(self, file: StaticFile) -> None:
-        """Write a file's body in chunks read in a thread, at the pace the client reads."""
+        """Write a file's body in chunks read in a thread, at the pace the client reads.
+
+        A client that reads nothing for ``ping_timeout`` seconds is dropped.
+        """
         assert file.path is not None and self._drained is not None
         loop = self.hub.loop
         handle = await loop.run_in_executor(None, open, file.path, "rb")
@@ -176,6 +179,11 @@ class Link(asyncio.BufferedProtocol):
                     return
                 self.session.write_body(chunk)
                 remaining -= len(chunk)
-                await self._drained.wait()
+                try:
+                    await asyncio.wait_for(self._drained.wait(), self.hub.settings.ping_timeout)
+                except TimeoutError:
+                    logger.info("download of %s dropped: the client stopped reading", file.path)
+                    self.session.abort()
+                    return
         finally:
             handle.close()

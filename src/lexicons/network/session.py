@@ -183,10 +183,9 @@ class Limits:
         self.turn = turn
 
 
-#: Bytes handed to the parser at once, and what parsing them costs of a turn's budget:
-#: a read full of tiny frames is parsed over several turns, between other connections'.
+#: Bytes handed to the parser at once; parsing them costs a quarter of a turn's budget,
+#: so a read full of tiny frames is parsed over several turns, between other connections'.
 CHUNK = 4096
-CHUNK_COST = 16
 
 
 _recv_frame = ServerProtocol.recv_frame
@@ -500,7 +499,7 @@ class Session:
                 del self._inbox[:CHUNK]
                 if not self._inbox:
                     self._inbox = None
-                self._budget -= CHUNK_COST
+                self._budget -= max(1, self.limits.turn // 4)
                 self._parse(chunk)
             else:
                 break
@@ -610,7 +609,10 @@ class Session:
         self.phase = CLOSING
         self.proto.send_response(response)
         self._flush_protocol()
-        self.port.start_timer("answered")
+        if self._streaming:
+            self.port.cancel_timer()  # the port bounds a download that makes no progress
+        else:
+            self.port.start_timer("answered")
 
     def write_body(self, data: bytes) -> None:
         """Write part of a streamed HTTP body (the port calls it while streaming)."""
@@ -624,6 +626,8 @@ class Session:
     def _streamed(self) -> None:
         self._streaming = False
         self._end_when_flushed()
+        if self.phase is not ENDED:
+            self.port.start_timer("answered")
 
     # --- output ---------------------------------------------------------------------
 
