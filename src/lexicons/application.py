@@ -12,14 +12,15 @@ changes are committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.http11 import Request, Response
 
 from .admission import Admission, admit_now
+from .channels import Channels
 from .connection import Connection, reply, reply_now
 from .durable import Gate, Unit
 from .errors import InvalidFrame, SignalError, StorageError
@@ -31,14 +32,39 @@ from .protocol import Request as Call
 from .security import Origins, Trust
 
 if TYPE_CHECKING:
-    from .server import Server
     from .settings import Settings
 
-__all__ = ["ServerApplication", "invoke"]
+__all__ = ["App", "ServerApplication", "invoke"]
 
 logger = logging.getLogger("lexicons")
 
 _BINARY = InvalidFrame("binary frames are not supported; send JSON text frames")
+
+
+class App(Protocol):
+    """What serving needs of an application (:class:`~lexicons.Server` is one)."""
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """Live connections of this process by pk."""
+
+    @property
+    def channels(self) -> Channels: ...
+    @property
+    def signals(self) -> Mapping[str, Handler]: ...
+    @property
+    def db(self) -> Any:
+        """The store (``db`` in handlers)."""
+
+    @property
+    def headers(self) -> Any:
+        """Handshake checks; ``headers.handlers`` in registration order."""
+
+    @property
+    def hooks(self) -> Mapping[Any, list[Handler]]: ...
+    @property
+    def gate(self) -> Callable[[list[bool]], Any]:
+        """Combines the header results into the verdict."""
 
 
 async def invoke(
@@ -61,7 +87,7 @@ async def invoke(
 class ServerApplication(Application):
     """The session's application for one running :class:`~lexicons.Server`."""
 
-    def __init__(self, app: Server, settings: Settings, gate: Gate | None) -> None:
+    def __init__(self, app: App, settings: Settings, gate: Gate | None) -> None:
         self.app = app
         self.gate = gate
         self.debug = settings.debug

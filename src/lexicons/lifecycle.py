@@ -12,25 +12,36 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .application import ServerApplication, invoke
+from .application import App, ServerApplication, invoke
 from .brokers import LocalBroker, make_broker
 from .durable import Gate
 from .errors import ConfigurationError
 from .handlers import Handler
 from .headers import select_subprotocol
 from .network.hub import Hub, listen
-from .scheduler import TaskRunner
+from .scheduler import Schedule, TaskRunner
 from .security import Origins, Trust
 
 if TYPE_CHECKING:
-    from .server import Server
     from .settings import Settings
 
-__all__ = ["Running"]
+__all__ = ["Running", "Runnable"]
 
 logger = logging.getLogger("lexicons")
+
+
+class Runnable(App, Protocol):
+    """What starting and stopping needs of an application (:class:`~lexicons.Server`)."""
+
+    #: The server running this application, while one does.
+    running: Running | None
+
+    @property
+    def task(self) -> Schedule: ...
+
+    def database_for(self, settings: Settings) -> Any: ...
 
 
 class Running:
@@ -40,7 +51,7 @@ class Running:
     connect to. ``close()`` runs the shutdown sequence; it is safe to call twice.
     """
 
-    def __init__(self, app: Server, settings: Settings) -> None:
+    def __init__(self, app: Runnable, settings: Settings) -> None:
         self.app = app
         self.settings = settings.checked()
         self.host = settings.host

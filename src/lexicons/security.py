@@ -484,7 +484,9 @@ def redact(path: str) -> str:
     if not isinstance(path, str):
         return "***"
     if not (path.isascii() and path.isprintable()):
-        path = "".join(c if " " <= c < "\x7f" else f"\\x{ord(c):02x}" for c in path)
+        path = "".join(
+            c if " " <= c < "\x7f" else c.encode("unicode_escape").decode() for c in path
+        )
     base, question, query = path.partition("?")
     if not question:
         return path

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
+from websockets.server import ServerProtocol
+
+from ..settings import Settings
+from .deadlines import Deadlines
 from .http import StaticFile
-from .session import Session
+from .session import Application, Limits, Session
 
-if TYPE_CHECKING:
-    from .deadlines import Deadlines
-    from .hub import Hub
-
-__all__ = ["Link"]
+__all__ = ["Link", "Shared"]
 
 logger = logging.getLogger("lexicons")
 
@@ -35,13 +35,33 @@ _READ_SIZE = 256 * 1024
 _FILE_CHUNK = 256 * 1024
 
 
+class Shared(Protocol):
+    """What every link of one server shares (the :class:`~lexicons.network.hub.Hub`)."""
+
+    app: Application
+    settings: Settings
+    limits: Limits
+    loop: asyncio.AbstractEventLoop
+    read_buffer: memoryview
+    links: set[Link]
+
+    @property
+    def deadlines(self) -> Mapping[str, Deadlines[Link]]: ...
+
+    wire_logger: logging.Logger
+    select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None
+
+    def spawn(self, work: Any) -> asyncio.Task[Any]: ...
+    def forget(self, link: Link) -> None: ...
+
+
 class Link(asyncio.BufferedProtocol):
     """One TCP connection: the asyncio protocol, and the session's :class:`Port`."""
 
     # Slots: thousands of these live at once, and each is made and dropped per connection.
     __slots__ = ("hub", "session", "transport", "_buffer", "_deadlines", "_lost", "_drained")
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Shared) -> None:
         self.hub = hub
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.session: Session = None  # type: ignore[assignment]
