@@ -111,6 +111,7 @@ class Running:
                     sv=app,
                     db=app.db,
                     debug=settings.debug,
+                    expose_errors=settings.expose_errors,
                     reply=_reply,
                     publish=app.channels.publish,
                 ),
