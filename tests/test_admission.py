@@ -196,10 +196,42 @@ async def test_refusals_are_logged_with_address_and_redacted_path(
     await run(f"/chat?Login={secret}", ("Host", "x"), ("Origin", "https://evil.example"))
     await run(f"/chat?Login={secret}", ("Host", "x"), headers=[check("Login", "other")])
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "refused 192.0.2.9 /chat?Login=***&room=***: untrusted address"
-    assert "origin 'https://evil.example' not allowed" in lines[1]
+    assert lines[0].startswith("refused 192.0.2.9 /chat?Login=***&room=***: untrusted address")
+    assert "origin 'https://evil.example' is not this server's own" in lines[1]
     assert lines[2].startswith("refused 192.0.2.1 /chat?Login=***: refused by gate")
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("origins", "said"),
+    [
+        (None, "is not this server's own (Host 'localhost:5000')"),
+        (["https://app.example"], "is not in the origins setting"),
+    ],
+)
+async def test_an_origin_refusal_names_the_setting_that_allows_it(
+    origins: list[str] | None, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page from another origin sees only close code 1006: the log line must say why
+    and how to allow it."""
+    caplog.set_level(logging.INFO, logger="lexicons")
+    page = ("Origin", "http://localhost:3000")
+    result = await run("/", ("Host", "localhost:5000"), page, origins=Origins(origins))
+    assert not result.allowed
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("refused 192.0.2.1 /: origin 'http://localhost:3000' " + said)
+    for name in ("origins", "--origins", "LEXICONS_ORIGINS", "Server(origins=[...])"):
+        assert name in line
+
+
+async def test_an_untrusted_address_refusal_names_the_trust_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await run("/", ("Host", "x"), trust=Trust(["10.0.0.0/8"]), peer="192.0.2.9")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("refused 192.0.2.9 /: untrusted address")
+    for name in ("--trust", "LEXICONS_TRUST", "Server(trust=[...])"):
+        assert name in line
 
 
 # --- properties ---------------------------------------------------------------------------------

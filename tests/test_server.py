@@ -147,7 +147,7 @@ async def test_bad_settings_fail_at_start_naming_the_setting(
 def test_environment_overrides_arguments_and_flags_override_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lexicons.cli import _parser, _settings
+    from lexicons.commands import build_parser, settings_for
 
     app = Server(port=5000, host="localhost", debug=True)
     monkeypatch.setenv("LEXICONS_PORT", "6000")
@@ -156,8 +156,8 @@ def test_environment_overrides_arguments_and_flags_override_both(
     from_env = app.settings.from_environment()
     assert (from_env.port, from_env.debug, from_env.host) == (6000, False, "localhost")
     assert from_env.trust == ["10.0.0.0/8", "127.0.0.1"]
-    args = _parser(with_target=False).parse_args(["run", "--port", "7000", "--debug"])
-    flagged = _settings(app, args)
+    args = build_parser("app.py", target=False).parse_args(["run", "--port", "7000", "--debug"])
+    flagged = settings_for(app, args)
     assert (flagged.port, flagged.debug) == (7000, True)
 
 

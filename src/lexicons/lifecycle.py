@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.http11 import Request
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .server import Server
     from .settings import Settings
 
-__all__ = ["Running"]
+__all__ = ["Running", "run_hooks"]
 
 logger = logging.getLogger("lexicons")
 
@@ -275,6 +275,19 @@ class Running:
             )
 
         return check
+
+
+async def run_hooks(
+    app: Server, hook: Literal["on_start", "on_shutdown"], *, durable: bool
+) -> None:
+    """Run ``app``'s ``hook`` functions in order with ``sv`` and ``db``, as the start and
+    stop sequences do, for commands that do not listen (``shell``, ``migrate``)."""
+    for handler in app.hooks[hook]:
+        result = handler.call({}, None, app, app.db)
+        if handler.is_async:
+            await result
+        if durable:
+            app.db.commit()
 
 
 def _reply(ws: Connection, data: bytes) -> None:

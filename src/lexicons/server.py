@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .brokers import LocalBroker
 from .channels import Channel, Channels
+from .commands import main_for
 from .connection import Connection
 from .database import Database
 from .errors import RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
+from .layout import module_statement
+from .lifecycle import Running
 from .models import Model
 from .protocol import encode
 from .security import Origins, Trust
@@ -38,7 +41,6 @@ from .signals import Signal, SignalRegistry
 from .tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:
-    from .lifecycle import Running
     from .scheduler import TaskInfo
 
 __all__ = ["Server"]
@@ -286,17 +288,21 @@ class Server:
 
         ``s.port`` is the bound port. Leaving the block runs the whole shutdown sequence.
         """
-        from .lifecycle import Running
-
         changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
         changes.update(settings)
         return Running(self, self.settings.from_environment().replace(**changes))
 
-    def run(self, argv: Sequence[str] | None = None) -> None:
-        """Command line: ``python app.py run [--port P] | shell | migrate``."""
-        from .cli import main_for
+    def run(self, argv: Sequence[str] | None = None, /, **settings: Any) -> None:
+        """Serve from the command line until stopped, then exit: ``python app.py`` (or
+        ``python app.py run --port 8000``), ``python app.py shell``, ``... migrate``.
 
-        sys.exit(main_for(self, argv))
+        ``settings`` override the Server's (``app.run(port=8000, debug=False)``); the
+        environment and the flags override them in turn. ``argv`` defaults to
+        ``sys.argv[1:]``. The call must be the module's last statement, below every
+        component: code after it would never run while the server does.
+        """
+        caller = module_statement(sys._getframe(1))
+        sys.exit(main_for(self, argv, settings, caller))
 
 
 def _named(component: Any, name: str | None = None) -> str:
