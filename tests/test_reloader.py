@@ -50,6 +50,15 @@ def write(path: Path, version: str, broken: bool = False) -> None:
     )
 
 
+def start(process: type[Process], folder: Path, **options: bool) -> tuple[Process, Path, str]:
+    """``python app.py run --reload`` of version ``v1`` in ``folder``: the reloader, the
+    app's file, and the URL of its first server."""
+    app = folder / "app.py"
+    write(app, "v1")
+    server = process(sys.executable, app, *RUN, cwd=folder, **options)
+    return server, app, server.url()
+
+
 async def version(url: str) -> str:
     async with connect(url) as ws:
         await ws.send(json.dumps({"version": {}}))
@@ -59,10 +68,7 @@ async def version(url: str) -> str:
 async def test_a_changed_file_is_served_after_a_clean_restart(
     process: type[Process], tmp_path: Path
 ) -> None:
-    app = tmp_path / "app.py"
-    write(app, "v1")
-    server = process(sys.executable, app, *RUN, cwd=tmp_path)
-    url = server.url()
+    server, app, url = start(process, tmp_path)
     assert await version(url) == "v1"
     async with connect(url) as ws:
         write(app, "v2")
@@ -79,10 +85,7 @@ async def test_a_changed_file_is_served_after_a_clean_restart(
 async def test_code_that_fails_to_import_waits_for_the_next_change(
     process: type[Process], tmp_path: Path
 ) -> None:
-    app = tmp_path / "app.py"
-    write(app, "v1")
-    server = process(sys.executable, app, *RUN, cwd=tmp_path)
-    server.url()
+    server, app, _ = start(process, tmp_path)
     write(app, "v2", broken=True)
     server.wait_for("SyntaxError")
     server.wait_for("the server exited with code 1; it restarts on the next change")
@@ -97,10 +100,8 @@ async def test_ctrl_c_in_a_terminal_stops_both_processes_cleanly(
     process: type[Process], tmp_path: Path
 ) -> None:
     """A terminal sends SIGINT to the reloader and the server alike: one clean shutdown."""
-    app = tmp_path / "app.py"
-    write(app, "v1")
-    server = process(sys.executable, app, *RUN, cwd=tmp_path, session=True)
-    assert await version(server.url()) == "v1"
+    server, _, url = start(process, tmp_path, session=True)
+    assert await version(url) == "v1"
     os.killpg(server.popen.pid, signal.SIGINT)
     out, err = server.popen.communicate(timeout=30)
     assert server.popen.returncode == 0, err
@@ -111,10 +112,7 @@ async def test_ctrl_c_in_a_terminal_stops_both_processes_cleanly(
 async def test_the_server_stops_when_the_reloader_is_killed(
     process: type[Process], tmp_path: Path
 ) -> None:
-    app = tmp_path / "app.py"
-    write(app, "v1")
-    server = process(sys.executable, app, *RUN, cwd=tmp_path)
-    server.url()
+    server, _, _ = start(process, tmp_path)
     server.popen.kill()  # SIGKILL: the reloader cannot tell the server anything
     out, err = server.popen.communicate(timeout=30)  # EOF once the server has exited too
     assert "the supervisor is gone; shutting down" in err
