@@ -126,6 +126,8 @@ async def test_run_serves_and_stops_cleanly(
         sys.executable, CHAT, "run", "--host", "127.0.0.1", "--port", "0", "--data", tmp_path
     )
     url = server.url()
+    page = "http" + url.removeprefix("ws")
+    server.wait_for(f"open {page} in a browser")  # the chat serves its page (static)
     async with chatter(url, "alice") as alice, chatter(url, "bob") as bob:
         for client in (alice, bob):
             await client.call("join", room="lobby")

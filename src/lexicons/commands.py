@@ -238,7 +238,7 @@ async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker |
         return 1
     if settings.static and worker is None:
         web = "https" if running.url.startswith("wss") else "http"
-        logger.info("open %s%s in a browser", web, running.url.partition(":")[2])
+        logger.info("open %s:%s in a browser", web, running.url.partition(":")[2])
     if worker is not None:
         if worker.index is not None:
             logger.info("%slistening (pid %d)", who, os.getpid())
