@@ -24,12 +24,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import reloader
 from ._version import __version__
 from .errors import ConfigurationError, LexiconsError
 from .layout import Statement, check_run_is_last
 from .lifecycle import Running, run_hooks
 from .logs import configure_logging
+from .reloader import directories, relaunch_command, run_reloading, supervised
 from .settings import ENVIRONMENT, Settings, parse_bool
 from .workers import Worker, supervise
 
@@ -197,9 +197,9 @@ def _error(exc: LexiconsError) -> int:
 
 def _run(app: Server, settings: Settings, source: Path | None) -> int:
     if settings.reload:
-        child = reloader.supervised()
+        child = supervised()
         if child is None:
-            return reloader.supervise(reloader.command(), reloader.directories(source), settings)
+            return run_reloading(relaunch_command(), directories(source), settings)
         return _serve(app, settings, child)
     if settings.workers > 1:
         return supervise(lambda settings, worker: _serve(app, settings, worker), settings)

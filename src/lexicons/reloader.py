@@ -31,7 +31,7 @@ from .errors import ConfigurationError
 from .settings import Settings
 from .workers import Worker
 
-__all__ = ["command", "directories", "supervise", "supervised"]
+__all__ = ["directories", "relaunch_command", "run_reloading", "supervised"]
 
 logger = logging.getLogger("lexicons.reload")
 
@@ -48,7 +48,7 @@ def supervised() -> Worker | None:
     return None if fd is None else Worker(None, None, int(fd))
 
 
-def command() -> list[str]:
+def relaunch_command() -> list[str]:
     """The command line that started this process, to start the child the same way."""
     return [sys.executable, *sys.orig_argv[1:]]
 
@@ -64,7 +64,7 @@ def directories(source: Path | None) -> list[Path]:
     return [folder]
 
 
-def supervise(argv: Sequence[str], watched: Sequence[Path], settings: Settings) -> int:
+def run_reloading(argv: Sequence[str], watched: Sequence[Path], settings: Settings) -> int:
     """Run ``argv`` as the server, restarting it when a ``.py`` file under ``watched``
     changes, until SIGINT or SIGTERM."""
     try:
