@@ -317,8 +317,8 @@ def test_the_console_script_without_arguments_prints_usage(command: list[str | P
 
 @pytest.mark.parametrize(
     "command",
-    [[sys.executable, "-m", "lexicons"], [CONSOLE], [sys.executable, LIFECYCLE]],
-    ids=["python -m lexicons", "lexicons", "python app.py"],
+    [[CONSOLE], [sys.executable, LIFECYCLE]],
+    ids=["lexicons", "python app.py"],
 )
 def test_version(command: list[str | Path]) -> None:
     result = run_command(*command, "--version")
@@ -394,7 +394,6 @@ async def test_json_log_format(process: type[Process], tmp_path: Path) -> None:
     [
         ([], {}, True),
         (["--log-level", "warning"], {}, False),
-        ([], {"LEXICONS_LOG_LEVEL": "WARNING"}, False),
         (["--log-level", "info"], {"LEXICONS_LOG_LEVEL": "error"}, True),
     ],
 )
