@@ -202,6 +202,10 @@ async def test_refusals_are_logged_with_address_and_redacted_path(
     assert secret not in caplog.text
 
 
+#: How a log line names the setting that allows an origin.
+ORIGINS_SETTING = ("origins setting", "--origins", "LEXICONS_ORIGINS", "Server(origins=[...])")
+
+
 @pytest.mark.parametrize(
     ("origins", "said"),
     [
@@ -220,8 +224,20 @@ async def test_an_origin_refusal_names_the_setting_that_allows_it(
     assert not result.allowed
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("refused 192.0.2.1 /: origin 'http://localhost:3000' " + said)
-    for name in ("origins", "--origins", "LEXICONS_ORIGINS", "Server(origins=[...])"):
-        assert name in line
+    assert all(name in line for name in ORIGINS_SETTING)
+
+
+@pytest.mark.parametrize("hosts", [[], ["localhost:5000", "localhost:5000"]])
+async def test_an_origin_refused_for_want_of_one_host_says_so(
+    hosts: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lexicons")
+    pairs = [("Host", host) for host in hosts]
+    result = await run("/", *pairs, ("Origin", "http://localhost:5000"))
+    assert not result.allowed
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "is not this server's own (no single Host header)" in line
+    assert all(name in line for name in ORIGINS_SETTING)
 
 
 async def test_an_untrusted_address_refusal_names_the_trust_setting(

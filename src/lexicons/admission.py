@@ -121,7 +121,7 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
         ok_host, host = _single(request, "Host")  # read only when there is an Origin to match
         origins = checks["origins"]
         if not origins.admits(origin, host if ok_host else None, checks["secure"]):
-            _log_origin_refusal(address, path, origin, origins, host if ok_host else "(several)")
+            _log_origin_refusal(address, path, origin, origins, host if ok_host else None)
             return Admission(False, FORBIDDEN, "origin not allowed", address)
 
     outcomes = run_headers_now(checks["headers"], request, checks["call"])
@@ -137,7 +137,8 @@ def _log_origin_refusal(
     shows its user nothing but close code 1006."""
     # Neither value is a credential; ascii() escapes anything that could forge a line.
     if origins.same_origin:
-        why = f"is not this server's own (Host {ascii(host)[:120]})"
+        seen = "no single Host header" if host is None else f"Host {ascii(host)[:120]}"
+        why = f"is not this server's own ({seen})"
     else:
         why = "is not in the origins setting"
     logger.info(
