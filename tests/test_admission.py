@@ -252,6 +252,31 @@ async def test_an_untrusted_address_refusal_names_the_trust_setting(
 
 # --- properties ---------------------------------------------------------------------------------
 
+
+#: Any header value a request can carry (what websockets' parser lets through).
+header_values = st.text(
+    st.sampled_from("\t")
+    | st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=2000,
+)
+
+
+@FAST
+@given(origin=header_values, host=st.none() | header_values)
+async def test_a_refused_origin_is_one_short_log_line_whatever_was_sent(
+    origin: str, host: str | None
+) -> None:
+    """The Origin and Host of a refused handshake are the client's words: escaped, cut,
+    and never able to start a second log line."""
+    pairs = [("Origin", origin)] + ([] if host is None else [("Host", host)])
+    with Capture() as lines:
+        result = await run("/", *pairs)
+    if result.allowed:
+        return
+    (line,) = lines
+    assert len(line.splitlines()) == 1 and len(line) < 700
+
+
 hosts = st.sampled_from(["bank.example", "BANK.example:443", "bank.example:8443", "evil.example"])
 origin_values = st.one_of(
     st.none(),
