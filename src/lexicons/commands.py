@@ -59,8 +59,8 @@ FLAGS: dict[str, str] = {
     "data": "data directory",
     "durable": "write every change to SQLite in the data directory",
     "static": "directory served over plain HTTP on the same port",
-    "origins": "browser origins allowed besides the server's own, comma-separated "
-    "(https://app.example.com)",
+    "origins": "browser origins allowed to connect, comma-separated "
+    "(https://app.example.com); default: pages from this server only",
     "trust": "addresses and networks allowed to connect, comma-separated",
     "proxies": "reverse proxies whose X-Forwarded-For is believed, comma-separated",
     "protocol": "ws, or wss for TLS",
