@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).parent.parent
-SERVING = re.compile(r"serving on (ws://\S+)")
+SERVING = re.compile(r"serving on (wss?://[^\s\"]+)")
 
 
 @pytest.fixture
@@ -127,14 +127,23 @@ async def subscribed(redis: Any, channel: str, processes: int) -> None:
 class Process:
     """A server started as a subprocess; stopped by its own PID at the end of the test."""
 
-    def __init__(self, *args: str | Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str | Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        session: bool = False,
+    ) -> None:
+        """``session``: in a session (and process group) of its own, as a terminal runs a
+        command, so a test can signal the whole group as Ctrl+C does."""
         self.popen = subprocess.Popen(
             [str(a) for a in args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
-            cwd=ROOT,
+            cwd=cwd,
+            start_new_session=session,
         )
         self.stderr: list[str] = []
 
@@ -164,8 +173,8 @@ def process() -> Iterator[type[Process]]:
     started: list[Process] = []
 
     class Tracked(Process):
-        def __init__(self, *args: str | Path, **kwargs: dict[str, str] | None) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        def __init__(self, *args: str | Path, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             started.append(self)
 
     yield Tracked

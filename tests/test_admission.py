@@ -196,13 +196,86 @@ async def test_refusals_are_logged_with_address_and_redacted_path(
     await run(f"/chat?Login={secret}", ("Host", "x"), ("Origin", "https://evil.example"))
     await run(f"/chat?Login={secret}", ("Host", "x"), headers=[check("Login", "other")])
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == "refused 192.0.2.9 /chat?Login=***&room=***: untrusted address"
-    assert "origin 'https://evil.example' not allowed" in lines[1]
+    assert lines[0].startswith("refused 192.0.2.9 /chat?Login=***&room=***: untrusted address")
+    assert "origin 'https://evil.example' is not this server's own" in lines[1]
     assert lines[2].startswith("refused 192.0.2.1 /chat?Login=***: refused by gate")
     assert secret not in caplog.text
 
 
+#: How a log line names the setting that allows an origin.
+ORIGINS_SETTING = ("origins setting", "--origins", "LEXICONS_ORIGINS", "Server(origins=[...])")
+
+
+@pytest.mark.parametrize(
+    ("origins", "said"),
+    [
+        (None, "is not this server's own (Host 'localhost:5000')"),
+        (["https://app.example"], "is not in the origins setting"),
+    ],
+)
+async def test_an_origin_refusal_names_the_setting_that_allows_it(
+    origins: list[str] | None, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A page from another origin sees only close code 1006: the log line must say why
+    and how to allow it."""
+    caplog.set_level(logging.INFO, logger="lexicons")
+    page = ("Origin", "http://localhost:3000")
+    result = await run("/", ("Host", "localhost:5000"), page, origins=Origins(origins))
+    assert not result.allowed
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("refused 192.0.2.1 /: origin 'http://localhost:3000' " + said)
+    assert all(name in line for name in ORIGINS_SETTING)
+
+
+@pytest.mark.parametrize("hosts", [[], ["localhost:5000", "localhost:5000"]])
+async def test_an_origin_refused_for_want_of_one_host_says_so(
+    hosts: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lexicons")
+    pairs = [("Host", host) for host in hosts]
+    result = await run("/", *pairs, ("Origin", "http://localhost:5000"))
+    assert not result.allowed
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "is not this server's own (no single Host header)" in line
+    assert all(name in line for name in ORIGINS_SETTING)
+
+
+async def test_an_untrusted_address_refusal_names_the_trust_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await run("/", ("Host", "x"), trust=Trust(["10.0.0.0/8"]), peer="192.0.2.9")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("refused 192.0.2.9 /: untrusted address")
+    for name in ("--trust", "LEXICONS_TRUST", "Server(trust=[...])"):
+        assert name in line
+
+
 # --- properties ---------------------------------------------------------------------------------
+
+
+#: Any header value a request can carry (what websockets' parser lets through).
+header_values = st.text(
+    st.sampled_from("\t")
+    | st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=2000,
+)
+
+
+@FAST
+@given(origin=header_values, host=st.none() | header_values)
+async def test_a_refused_origin_is_one_short_log_line_whatever_was_sent(
+    origin: str, host: str | None
+) -> None:
+    """The Origin and Host of a refused handshake are the client's words: escaped, cut,
+    and never able to start a second log line."""
+    pairs = [("Origin", origin)] + ([] if host is None else [("Host", host)])
+    with Capture() as lines:
+        result = await run("/", *pairs)
+    if result.allowed:
+        return
+    (line,) = lines
+    assert len(line.splitlines()) == 1 and len(line) < 700
+
 
 hosts = st.sampled_from(["bank.example", "BANK.example:443", "bank.example:8443", "evil.example"])
 origin_values = st.one_of(

@@ -46,7 +46,9 @@ class FakeWS:
     pk = "pk-1"
 
 
-def dispatcher(signals: SignalRegistry, debug: bool = False) -> tuple[Dispatcher, Recorder]:
+def dispatcher(
+    signals: SignalRegistry, debug: bool = False, expose_errors: bool = False
+) -> tuple[Dispatcher, Recorder]:
     recorder = Recorder()
     return (
         Dispatcher(
@@ -54,6 +56,7 @@ def dispatcher(signals: SignalRegistry, debug: bool = False) -> tuple[Dispatcher
             sv="the-server",
             db="the-db",
             debug=debug,
+            expose_errors=expose_errors,
             reply=recorder.reply,
             publish=recorder.publish,
         ),
@@ -191,19 +194,20 @@ def test_unknown_signal() -> None:
 
 
 @pytest.mark.parametrize("debug", [True, False])
-def test_handler_crash_is_internal_error_with_detail_only_in_debug(
-    debug: bool, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("expose_errors", [True, False])
+def test_handler_crash_is_internal_error_with_detail_only_when_exposed(
+    debug: bool, expose_errors: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     def boom() -> None:
         raise RuntimeError("secret detail")
 
     signals = SignalRegistry()
     signals.add(boom, "Boom")
-    d, out = dispatcher(signals, debug=debug)
+    d, out = dispatcher(signals, debug=debug, expose_errors=expose_errors)
     run(d, '{"Boom": {}}')
     (error,) = out.replies[0]["Errors"]
     assert error["code"] == "internal_error"
-    assert ("secret detail" in error["message"]) is debug
+    assert ("secret detail" in error["message"]) is expose_errors  # debug is about logs
     assert "secret detail" in caplog.text  # always logged, with its traceback
     assert "Traceback" in caplog.text
 

@@ -16,6 +16,7 @@ from lexicons import (
     Response,
     Server,
     Signal,
+    SignalError,
     Task,
     TaskError,
 )
@@ -146,7 +147,7 @@ async def test_bad_settings_fail_at_start_naming_the_setting(
 def test_environment_overrides_arguments_and_flags_override_both(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lexicons.cli import _parser, _settings
+    from lexicons.commands import build_parser, settings_for
 
     app = Server(port=5000, host="localhost", debug=True)
     monkeypatch.setenv("LEXICONS_PORT", "6000")
@@ -155,8 +156,8 @@ def test_environment_overrides_arguments_and_flags_override_both(
     from_env = app.settings.from_environment()
     assert (from_env.port, from_env.debug, from_env.host) == (6000, False, "localhost")
     assert from_env.trust == ["10.0.0.0/8", "127.0.0.1"]
-    args = _parser(with_target=False).parse_args(["run", "--port", "7000", "--debug"])
-    flagged = _settings(app, args)
+    args = build_parser("app.py", target=False).parse_args(["run", "--port", "7000", "--debug"])
+    flagged = settings_for(app, args)
     assert (flagged.port, flagged.debug) == (7000, True)
 
 
@@ -304,12 +305,66 @@ async def test_failing_on_connect_closes_that_connection_with_1011() -> None:
         assert code == 1011
 
 
-async def test_registration_while_running_is_refused() -> None:
+def late_hook(ws: Any) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("register", "named"),
+    [
+        (lambda app: app.signal(late_hook), "signal 'late_hook'"),
+        (lambda app: app.add_signal(Echo), "signal 'Echo'"),
+        (lambda app: app.channel("Late"), "channel 'Late'"),
+        (lambda app: app.add_channel(Public), "channel 'Public'"),
+        (lambda app: app.header("Late")(late_hook), "header 'Late'"),
+        (lambda app: app.add_header(Token), "header 'Token'"),
+        (lambda app: app.model(User), "model 'User'"),
+        (lambda app: app.task.interval(5)(late_hook), "interval task 'late_hook'"),
+        (lambda app: app.task.startup(late_hook), "startup task 'late_hook'"),
+        (lambda app: app.add_task(Tick), "interval task 'Tick'"),
+        (lambda app: app.on_connect(late_hook), "on_connect hook 'late_hook'"),
+        (lambda app: app.on_shutdown(late_hook), "on_shutdown hook 'late_hook'"),
+        (lambda app: app.add(Echo), "signal 'Echo'"),
+    ],
+)
+async def test_registration_while_running_is_refused_naming_the_component(
+    register: Any, named: str
+) -> None:
     app = Server()
     async with TestClient(app):
-        with pytest.raises(RegistrationError, match="running"):
-            app.signal(lambda: None)
-    app.signal("late")(lambda: None)  # fine again once stopped
+        with pytest.raises(RegistrationError, match=f"{named}.*the server is running"):
+            register(app)
+    assert "Late" not in app.channels and "late_hook" not in app.signals
+
+
+def test_registration_is_open_again_once_stopped() -> None:
+    app = Server()
+    with TestClient(app):
+        pass
+    app.signal("late")(lambda: None)
+    app.channel("Late")
+    assert "late" in app.signals and "Late" in app.channels
+
+
+@pytest.mark.parametrize("expose_errors", [False, True])
+async def test_handler_exception_text_reaches_clients_only_with_expose_errors(
+    expose_errors: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Server()  # every other setting at its default: debug is on
+
+    @app.signal
+    def login(password: str) -> None:
+        raise RuntimeError(f"database password is {password}")
+
+    overrides = {"expose_errors": True} if expose_errors else {}
+    async with TestClient(app, **overrides) as client:
+        peer = await client.connect()
+        with pytest.raises(SignalError) as raised:
+            await peer.call("login", password="hunter2")
+    assert raised.value.code == "internal_error"
+    assert ("hunter2" in str(raised.value)) is expose_errors
+    assert "database password is hunter2" in caplog.text  # the log always has it
+    assert "Traceback" in caplog.text
 
 
 async def test_serve_twice_and_bound_port() -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lexicons import ConfigurationError, HandshakeRejected, Response, Server, SignalError
+from lexicons import (
+    ConfigurationError,
+    HandshakeRejected,
+    Model,
+    Response,
+    Server,
+    SignalError,
+)
 from lexicons.headers import subprotocol_credential
 from lexicons.testing import HandshakeFailed, TestClient
 
@@ -166,3 +173,69 @@ def test_blocking_form_raises_start_up_errors(app: Server) -> None:
         with TestClient(app, static="/no/such/dir"):
             pass
     assert app.running is None
+
+
+def notes_app() -> Server:
+    """An app with a durable-able model and a signal that stores one row."""
+    app = Server()  # data "./", as an app is written
+
+    @app.model
+    class Note(Model):
+        text: str
+
+    @app.signal
+    def write(db, text: str) -> int:
+        db.create(Note, text=text)
+        return len(db.query(Note))
+
+    return app
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["async with", "with"])
+async def test_data_goes_to_a_temporary_directory_removed_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocking: bool
+) -> None:
+    """A test run never writes the working directory (where a dev server keeps its data),
+    and runs the same the second time."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXICONS_DATA", str(tmp_path))  # not even when the shell says so
+    for _ in range(2):
+        app = notes_app()
+        if blocking:
+            with TestClient(app, durable=True) as client:
+                data = Path(client.client.running.settings.data)  # type: ignore[union-attr]
+                assert client.connect().call("write", text="hi") == 1
+                assert (data / "lexicons.sqlite3").is_file()
+        else:
+            async with TestClient(app, durable=True) as test_client:
+                data = Path(test_client.running.settings.data)  # type: ignore[union-attr]
+                peer = await test_client.connect()
+                assert await peer.call("write", text="hi") == 1
+                assert (data / "lexicons.sqlite3").is_file()
+        assert not data.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_given_data_directory_is_used_and_kept(tmp_path: Path) -> None:
+    for count in (1, 2):
+        async with TestClient(notes_app(), durable=True, data=str(tmp_path)) as client:
+            peer = await client.connect()
+            assert await peer.call("write", text="hi") == count
+    assert (tmp_path / "lexicons.sqlite3").is_file()
+
+
+async def test_the_temporary_directory_is_removed_when_the_start_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    app = notes_app()
+
+    @app.on_start
+    def fail() -> None:
+        raise RuntimeError("cannot start")
+
+    with pytest.raises(RuntimeError, match="cannot start"):
+        async with TestClient(app):
+            pass
+    assert list(tmp_path.iterdir()) == []

@@ -47,7 +47,8 @@ def start(
         redis_url,
         env={"LEXICONS_BROKER_NAMESPACE": namespace},
     )
-    return server, server.url()
+    # Each worker says where it serves; the supervisor says it once all of them listen.
+    return server, server.wait_for(r"serving on (ws://\S+) with 2 workers").group(1)
 
 
 def workers(server: Process) -> dict[int, str]:
@@ -147,7 +148,7 @@ def test_workers_without_a_broker_refuse_to_start() -> None:
 def test_a_worker_that_cannot_start_stops_the_start() -> None:
     pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
     error = refused("--port", "0", "--workers", "2", "--broker", "redis://127.0.0.1:1/0")
-    assert "error: could not start: broker: cannot use Redis" in error
+    assert re.search(r"worker \d: could not start: broker: cannot use Redis", error)
     assert "before it listened" in error
 
 

@@ -19,6 +19,7 @@
         app.run()
 """
 
+from ._version import __version__ as __version__
 from .brokers import Broker, LocalBroker
 from .channels import Channel, Channels
 from .client import Backoff, Client
@@ -88,5 +89,3 @@ __all__ = [
     "TaskError",
     "UnknownSignal",
 ]
-
-__version__ = "0.1.0"

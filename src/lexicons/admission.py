@@ -8,7 +8,7 @@ the parsed request and answers ``403`` itself when ``allowed`` is false::
     admission = await admit(request, peer=peer, trust=trust, origins=origins,
                             headers=registry.handlers, gate=gate, call=call, secure=tls)
     if not admission.allowed:
-        reply(admission.status, admission.detail if debug else admission.reason)
+        reply(admission.status, admission.detail if expose_errors else admission.reason)
 
 :func:`admit_now` is the same check without a coroutine while every header answers
 synchronously: it returns the :class:`Admission`, or an awaitable once a header is async.
@@ -40,8 +40,8 @@ FORBIDDEN = 403
 class Admission(msgspec.Struct, frozen=True):
     """The verdict on one handshake.
 
-    ``reason`` is short and safe to send to any client; ``detail`` adds each header's
-    reason, for logs and for the 403 body in debug mode. Neither holds a credential.
+    ``reason`` is short; ``detail`` adds each header's reason, for logs and, with
+    ``expose_errors``, for the 403 body. Neither holds a credential.
     """
 
     allowed: bool
@@ -105,15 +105,24 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
     trust, gate, path = checks["trust"], checks["gate"], request.path
     address = trust.client_address(checks["peer"], request.headers)
     if not trust.admits(address):
-        logger.warning("refused %s %s: untrusted address", address, _Redacted(path))
+        logger.warning(
+            "refused %s %s: untrusted address; to let it connect, add it to the trust "
+            "setting: --trust, LEXICONS_TRUST or Server(trust=[...])",
+            address,
+            _Redacted(path),
+        )
         return Admission(False, FORBIDDEN, "untrusted address", address)
 
     ok_origin, origin = _single(request, "Origin")
-    if not ok_origin or (origin is not None and not _origin_admitted(request, origin, checks)):
-        # An Origin is not a credential; ascii() escapes anything that could forge a line.
-        shown = "(several)" if not ok_origin else ascii(origin)[:120]
-        logger.info("refused %s %s: origin %s not allowed", address, _Redacted(path), shown)
+    if not ok_origin:
+        logger.info("refused %s %s: several Origin headers", address, _Redacted(path))
         return Admission(False, FORBIDDEN, "origin not allowed", address)
+    if origin is not None:
+        ok_host, host = _single(request, "Host")  # read only when there is an Origin to match
+        origins = checks["origins"]
+        if not origins.admits(origin, host if ok_host else None, checks["secure"]):
+            _log_origin_refusal(address, path, origin, origins, host if ok_host else None)
+            return Admission(False, FORBIDDEN, "origin not allowed", address)
 
     outcomes = run_headers_now(checks["headers"], request, checks["call"])
     if isinstance(outcomes, list):
@@ -121,9 +130,25 @@ def admit_now(request: Request, **checks: Unpack[Checks]) -> Admission | Awaitab
     return _decide_later(gate, outcomes, address, path)
 
 
-def _origin_admitted(request: Request, origin: str, checks: Checks) -> bool:
-    ok_host, host = _single(request, "Host")  # read only when there is an Origin to match
-    return checks["origins"].admits(origin, host if ok_host else None, checks["secure"])
+def _log_origin_refusal(
+    address: str, path: str, origin: str, origins: Origins, host: str | None
+) -> None:
+    """Say why a page's origin was refused and which setting allows it: the browser
+    shows its user nothing but close code 1006."""
+    # Neither value is a credential; ascii() escapes anything that could forge a line.
+    if origins.same_origin:
+        seen = "no single Host header" if host is None else f"Host {ascii(host)[:120]}"
+        why = f"is not this server's own ({seen})"
+    else:
+        why = "is not in the origins setting"
+    logger.info(
+        "refused %s %s: origin %s %s; to let pages from it connect, list it in the origins "
+        "setting: --origins, LEXICONS_ORIGINS or Server(origins=[...])",
+        address,
+        _Redacted(path),
+        ascii(origin)[:120],
+        why,
+    )
 
 
 class _Redacted:

@@ -91,6 +91,8 @@ class ServerApplication(Application):
         self.app = app
         self.gate = gate
         self.debug = settings.debug
+        #: Development only: exception and refusal details reach clients.
+        self.expose_errors = settings.expose_errors
         self.connections = app.connections
         self.channels = app.channels
         self.max_connections = settings.max_connections
@@ -100,6 +102,7 @@ class ServerApplication(Application):
             sv=app,
             db=app.db,
             debug=settings.debug,
+            expose_errors=settings.expose_errors,
             reply=reply,
             publish=app.channels.publish,
         )
@@ -178,7 +181,7 @@ class ServerApplication(Application):
             return plain_response(503, "storage unavailable\n")
         if admission.allowed:
             return None
-        reason = admission.detail if self.debug else admission.reason
+        reason = admission.detail if self.expose_errors else admission.reason
         return plain_response(admission.status, reason + "\n")
 
     # a connection's life
@@ -274,6 +277,6 @@ class ServerApplication(Application):
         if error is None:
             return
         logger.error("signal %s from %s not saved: %s", item.name, ws.pk, error)
-        detail = f": {error}" if self.debug else ""
+        detail = f": {error}" if self.expose_errors else ""
         failure = SignalError("storage_error", f"the change could not be saved{detail}")
         reply_now(ws, encode_errors(item.name, failure, item.ref))

@@ -111,7 +111,7 @@ class InvalidPayload(SignalError):
 
 
 class InternalError(SignalError):
-    """The handler raised; details reach the client only in debug mode."""
+    """The handler raised; its text reaches the client only with ``expose_errors``."""
 
     code = "internal_error"
 

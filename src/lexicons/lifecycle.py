@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .application import App, ServerApplication, invoke
 from .brokers import LocalBroker, make_broker
@@ -27,7 +27,7 @@ from .security import Origins, Trust
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Running", "Runnable"]
+__all__ = ["Runnable", "Running", "run_hooks"]
 
 logger = logging.getLogger("lexicons")
 
@@ -194,6 +194,14 @@ class Running:
 
     async def _invoke(self, handler: Handler) -> Any:
         return await invoke(handler, self._gate, None, self.app, self.app.db)
+
+
+async def run_hooks(app: App, hook: Literal["on_start", "on_shutdown"], *, durable: bool) -> None:
+    """Run ``app``'s ``hook`` functions in order with ``sv`` and ``db``, as the start and
+    stop sequences do, for commands that do not listen (``shell``, ``migrate``)."""
+    gate = Gate(app.db) if durable else None
+    for handler in app.hooks[hook]:
+        await invoke(handler, gate, None, app, app.db)
 
 
 def _select_subprotocol(protocol: Any, offered: Any) -> Any:

@@ -102,7 +102,7 @@ class Dispatcher:
     which keeps this class free of I/O.
     """
 
-    __slots__ = ("_signals", "_sv", "_db", "_debug", "_reply", "_publish")
+    __slots__ = ("_signals", "_sv", "_db", "_debug", "_expose", "_reply", "_publish")
 
     def __init__(
         self,
@@ -113,6 +113,7 @@ class Dispatcher:
         debug: bool,
         reply: Callable[[Any, bytes], None],
         publish: Callable[[list[str], bytes], None],
+        expose_errors: bool = False,
     ) -> None:
         # A plain dict: signals cannot be added while serving, and a registry's Python
         # ``get`` cost a call per message.
@@ -120,6 +121,7 @@ class Dispatcher:
         self._sv = sv
         self._db = db
         self._debug = debug
+        self._expose = expose_errors
         self._reply = reply
         self._publish = publish
 
@@ -183,6 +185,6 @@ class Dispatcher:
         """Answer a failed request with an error frame; log handler crashes."""
         if not isinstance(exc, SignalError):
             logger.error("signal %s raised", request.name, exc_info=exc)
-            message = f"{type(exc).__name__}: {exc}" if self._debug else "the handler failed"
+            message = f"{type(exc).__name__}: {exc}" if self._expose else "the handler failed"
             exc = InternalError(message)
         self._reply(ws, encode_errors(request.name, exc, request.ref))

@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .brokers import LocalBroker
 from .channels import Channel, Channels
+from .commands import main_for
 from .connection import Connection
 from .database import Database
 from .errors import RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
+from .layout import module_statement
+from .lifecycle import Running
 from .models import Model
 from .protocol import encode
 from .security import Origins, Trust
@@ -38,7 +41,6 @@ from .signals import Signal, SignalRegistry
 from .tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:
-    from .lifecycle import Running
     from .scheduler import TaskInfo
 
 __all__ = ["Server"]
@@ -105,7 +107,7 @@ class Server:
         #: Handshake checks in registration order (the order of ``gate``'s list).
         self.headers = HeaderRegistry()
         #: Register tasks: ``@app.task.startup``, ``.interval(seconds)``, ``.shutdown``.
-        self.task = TaskRegistry()
+        self.task = TaskRegistry(guard=self._check_not_running)
         self.hooks: dict[HookName, list[Handler]] = {name: [] for name in HOOKS}
         #: Free slot for application-wide state (a pool, a cache, a game lobby).
         self.state: dict[str, Any] = {}
@@ -149,41 +151,49 @@ class Server:
 
     def add_signal(self, target: Any, name: str | None = None) -> Handler:
         """Register a signal function or :class:`Signal` class under ``name``."""
-        self._check_not_running("signal")
+        self._check_not_running(f"signal {_named(target, name)!r}")
         return self.signals.add(target, name)
 
     def add_channel(self, channel: Channel | type[Channel] | str) -> Channel:
-        """Register a channel given as a name or a :class:`Channel` class/instance."""
+        """Register a channel given as a name or a :class:`Channel` class/instance.
+
+        While serving, create channels with ``sv.channels.create(name)`` instead.
+        """
+        self._check_not_running(f"channel {_named(channel)!r}")
         return self.channels.add(channel)
 
     def add_header(self, target: Any, name: str | None = None) -> Handler:
         """Register a handshake check (a function or :class:`Header` class) under ``name``."""
-        self._check_not_running("header")
+        self._check_not_running(f"header {_named(target, name)!r}")
         return self.headers.add(target, name)
 
     def add_model(self, model: type[Model]) -> type[Model]:
         """Register a :class:`Model` with the database."""
-        self._check_not_running("model")
+        self._check_not_running(f"model {_named(model)!r}")
         self.db.add_model(model)
         return model
 
     def add_task(self, task: Any) -> None:
         """Register a class-style :class:`Task` (subclass or instance)."""
-        self._check_not_running("task")
         self.task.add(task)
 
     def add_hook(self, hook: HookName, func: Callable[..., Any]) -> Handler:
         """Register a lifecycle hook; several per hook run in registration order."""
         if hook not in self.hooks:
             raise RegistrationError(f"unknown hook {hook!r}; hooks are {', '.join(HOOKS)}")
-        self._check_not_running(hook)
+        self._check_not_running(f"{hook} hook {_named(func)!r}")
         handler = inspect_handler(func, hook, payload=False)
         self.hooks[hook].append(handler)
         return handler
 
     def _check_not_running(self, what: str) -> None:
+        """Refuse a registration while serving: handshakes and messages already use the
+        registries, so a late component would apply to some connections and not others."""
         if self.running is not None:
-            raise RegistrationError(f"cannot register a {what} while the server is running")
+            raise RegistrationError(
+                f"cannot register {what} while the server is running: register every "
+                "component before the server starts (above app.run(), or before app.serve())"
+            )
 
     # decorators
 
@@ -278,14 +288,30 @@ class Server:
 
         ``s.port`` is the bound port. Leaving the block runs the whole shutdown sequence.
         """
-        from .lifecycle import Running
-
         changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
         changes.update(settings)
         return Running(self, self.settings.from_environment().replace(**changes))
 
-    def run(self, argv: Sequence[str] | None = None) -> None:
-        """Command line: ``python app.py run [--port P] | shell | migrate``."""
-        from .cli import main_for
+    def run(self, argv: Sequence[str] | None = None, /, **settings: Any) -> None:
+        """Serve from the command line until stopped, then exit: ``python app.py`` (or
+        ``python app.py run --port 8000``), ``python app.py shell``, ``... migrate``.
 
-        sys.exit(main_for(self, argv))
+        ``settings`` override the Server's (``app.run(port=8000, debug=False)``); the
+        environment and the flags override them in turn. ``argv`` defaults to
+        ``sys.argv[1:]``. The call must be the module's last statement, below every
+        component: code after it would never run while the server does.
+        """
+        caller = module_statement(sys._getframe(1))
+        sys.exit(main_for(self, argv, settings, caller))
+
+
+def _named(component: Any, name: str | None = None) -> str:
+    """How an error names a component: the name it is registered under, else its own."""
+    if name:
+        return name
+    if isinstance(component, str):
+        return component
+    own = getattr(component, "name", None)
+    if isinstance(own, str) and own:
+        return own
+    return str(getattr(component, "__name__", None) or type(component).__name__)

@@ -20,7 +20,11 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["ENVIRONMENT", "Settings"]
+__all__ = ["ENVIRONMENT", "LOG_FORMATS", "LOG_LEVELS", "Settings"]
+
+#: The values ``log_level`` accepts (any case), most severe first.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(slots=True)
@@ -30,7 +34,11 @@ class Settings:
     host: str = "localhost"
     port: int = 5000
     protocol: str = "ws"
+    #: Log connections, signals and broadcasts (the original framework's ``debug``).
     debug: bool = True
+    #: Send exception text and refusal reasons to clients. For development only: they
+    #: can carry secrets. The server log has them (with the traceback) either way.
+    expose_errors: bool = False
     data: str = "./"
     durable: bool = False
     #: Addresses and networks allowed to connect; ``"*"`` allows everyone.
@@ -67,6 +75,14 @@ class Settings:
     reuse_port: bool = False
     #: Server processes ``run`` starts on one port; more than one needs a ``broker``.
     workers: int = 1
+    #: ``run`` restarts the server when a Python file of the app changes (development).
+    reload: bool = False
+    #: Level of the ``lexicons`` loggers; ``None``: ``"debug"`` with ``debug``, else ``"info"``.
+    log_level: str | None = None
+    #: ``"text"`` (one line per record) or ``"json"`` (one JSON object per line).
+    log_format: str = "text"
+    #: A ``logging`` dict config file (JSON, or YAML with PyYAML) replacing the above.
+    log_config: str | None = None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, checked."""
@@ -98,7 +114,30 @@ class Settings:
             )
         if self.static is not None and not Path(self.static).is_dir():
             raise ConfigurationError(f"static: {self.static!r} is not a directory")
+        if self.reload and self.workers > 1:
+            raise ConfigurationError(
+                "reload: restarts one development server; it cannot be combined with "
+                f"workers ({self.workers}): drop --reload or --workers"
+            )
+        self._check_logging()
         return self
+
+    def _check_logging(self) -> None:
+        if self.log_level is not None and self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigurationError(
+                f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+            )
+        if self.log_config is not None and not Path(self.log_config).is_file():
+            raise ConfigurationError(f"log_config: {self.log_config!r} is not a file")
+
+    @property
+    def stop_within(self) -> float:
+        """Seconds a clean shutdown may take before a supervisor may kill the process."""
+        return self.shutdown_timeout + self.task_grace + self.close_timeout
 
     def _check_tls(self) -> None:
         """``wss`` needs a certificate; a certificate without ``wss`` is a mistake too."""
@@ -197,6 +236,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_PORT": ("port", parse_port),
     "LEXICONS_PROTOCOL": ("protocol", parse_str),
     "LEXICONS_DEBUG": ("debug", parse_bool),
+    "LEXICONS_EXPOSE_ERRORS": ("expose_errors", parse_bool),
     "LEXICONS_DATA": ("data", parse_str),
     "LEXICONS_DURABLE": ("durable", parse_bool),
     "LEXICONS_TRUST": ("trust", parse_list),
@@ -210,4 +250,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_KEYFILE": ("keyfile", parse_str),
     "LEXICONS_MAX_SIZE": ("max_size", parse_int),
     "LEXICONS_MAX_CONNECTIONS": ("max_connections", parse_int),
+    "LEXICONS_RELOAD": ("reload", parse_bool),
+    "LEXICONS_LOG_LEVEL": ("log_level", parse_str),
+    "LEXICONS_LOG_FORMAT": ("log_format", parse_str),
+    "LEXICONS_LOG_CONFIG": ("log_config", parse_str),
 }

@@ -122,9 +122,12 @@ class TaskRegistry:
             ...
     """
 
-    def __init__(self) -> None:
+    def __init__(self, guard: Callable[[str], None] | None = None) -> None:
         self._specs: dict[str, TaskSpec] = {}
         self._frozen = False
+        #: Called with a description of each task before it is recorded; may refuse it
+        #: (the server refuses registrations while it runs).
+        self._guard = guard
 
     @overload
     def startup(self, func: F, /) -> F: ...
@@ -278,6 +281,8 @@ class TaskRegistry:
 
     def _add(self, func: Any, name: str, kind: TaskKind, source: str, **options: Any) -> None:
         """Check and record one task; every decorator and :meth:`add` end here."""
+        if self._guard is not None:
+            self._guard(f"{kind} task {name!r}")
         if self._frozen:
             raise RegistrationError(
                 f"cannot register {kind} task {name!r} ({source}): "

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import ssl as ssl_module
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -90,9 +91,11 @@ class TestClient:
     """Run ``app`` on 127.0.0.1 for the duration of an ``async with`` (or ``with``) block.
 
     Keyword arguments override settings for this run (``debug=False``, ``durable=True``,
-    ``data=tmp_path``...). ``async with`` serves inside the test's event loop and gives
-    this object; plain ``with`` serves from a background thread and gives a
-    :class:`BlockingClient` for synchronous tests.
+    ``data=tmp_path``...). Unless ``data`` is given, the app's data lives in a new
+    temporary directory, removed at the end of the block: a test never reads or writes
+    the data of a development server, and runs the same every time. ``async with``
+    serves inside the test's event loop and gives this object; plain ``with`` serves
+    from a background thread and gives a :class:`BlockingClient` for synchronous tests.
     """
 
     __test__ = False  # not a pytest test class
@@ -103,16 +106,33 @@ class TestClient:
         self.running: Running | None = None
         self._peers: list[Peer] = []
         self._blocking: BlockingClient | None = None
+        self._data: tempfile.TemporaryDirectory[str] | None = None
 
     async def __aenter__(self) -> TestClient:
-        self.running = await self.app.serve(**self._settings).start()
+        settings = dict(self._settings)
+        if "data" not in settings:
+            self._data = tempfile.TemporaryDirectory(prefix="lexicons-test-")
+            settings["data"] = self._data.name
+        try:
+            self.running = await self.app.serve(**settings).start()
+        except BaseException:
+            self._remove_data()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for peer in self._peers:
-            await peer.close()
-        if self.running is not None:
-            await self.running.close()
+        try:
+            for peer in self._peers:
+                await peer.close()
+            if self.running is not None:
+                await self.running.close()
+        finally:
+            self._remove_data()
+
+    def _remove_data(self) -> None:
+        if self._data is not None:
+            self._data.cleanup()
+            self._data = None
 
     def __enter__(self) -> BlockingClient:
         self._blocking = BlockingClient(self)

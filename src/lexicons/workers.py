@@ -19,6 +19,7 @@ Workers need Linux (or another system whose ``SO_REUSEPORT`` balances connection
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import selectors
 import signal
@@ -30,13 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .cli import tell
+from .brokers import make_broker
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = ["Worker", "check", "supervise"]
+
+logger = logging.getLogger("lexicons.workers")
 
 #: Signals the parent acts on.
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
@@ -46,20 +49,30 @@ _BACKOFF_CAP = 30.0
 
 
 class Worker:
-    """The supervisor, as seen from inside one worker process.
+    """The supervisor, as seen from inside a process it runs: a ``--workers`` worker,
+    or the server ``--reload`` restarts.
 
-    ``index`` runs from 0 to N-1 (also in the ``LEXICONS_WORKER`` environment variable).
+    ``index`` runs from 0 to N-1 for workers (also in the ``LEXICONS_WORKER`` environment
+    variable); it is ``None`` for the reloaded server, whose supervisor does not wait for
+    it to listen (``ready_fd`` ``None``). Either way the process leaves a second signal to
+    its supervisor, and stops when the supervisor's end of the lifeline closes.
     """
 
-    def __init__(self, index: int, ready_fd: int, lifeline_fd: int) -> None:
+    def __init__(self, index: int | None, ready_fd: int | None, lifeline_fd: int) -> None:
         self.index = index
         self._ready_fd = ready_fd
         self._lifeline_fd = lifeline_fd
 
+    @property
+    def name(self) -> str:
+        """How log lines name this process."""
+        return "server" if self.index is None else f"worker {self.index}"
+
     def ready(self, stop: Callable[[], None]) -> None:
-        """Tell the supervisor this worker listens; call ``stop`` if the supervisor dies."""
+        """Tell the supervisor this process listens; call ``stop`` if the supervisor dies."""
         try:
-            os.write(self._ready_fd, b"r")
+            if self._ready_fd is not None:
+                os.write(self._ready_fd, b"r")
         except OSError:  # the supervisor is already gone
             stop()
             return
@@ -68,7 +81,7 @@ class Worker:
         def supervisor_gone() -> None:
             # The parent never writes on the lifeline: readable means it was closed.
             loop.remove_reader(self._lifeline_fd)
-            tell(f"worker {self.index}: the supervisor is gone; shutting down")
+            logger.warning("%s: the supervisor is gone; shutting down", self.name)
             stop()
 
         loop.add_reader(self._lifeline_fd, supervisor_gone)
@@ -101,8 +114,6 @@ def supervise(serve: Serve, settings: Settings) -> int:
 
 def check(settings: Settings) -> None:
     """Refuse settings that cannot work with several workers; the message says why."""
-    from .brokers import make_broker
-
     count = settings.workers
     if settings.broker is None:
         raise ConfigurationError(
@@ -172,7 +183,7 @@ class _Supervisor:
         codes = [code for slot in self.slots for code in slot.codes[-1:]]
         if self.failed or any(codes):
             return 1
-        tell(f"stopped {len(self.slots)} workers")
+        logger.info("stopped %d workers", len(self.slots))
         return 0
 
     def _loop(self, wake_r: int) -> None:
@@ -190,17 +201,15 @@ class _Supervisor:
         if signum == signal.SIGCHLD:
             self._reap()
         elif not self.stopping:
-            tell(f"{signal.Signals(signum).name}: stopping {len(self.slots)} workers")
+            logger.info("%s: stopping %d workers", signal.Signals(signum).name, len(self.slots))
             self._stop_all()
         else:
-            tell("second signal: killing the workers")
+            logger.warning("second signal: killing the workers")
             self._kill_all()
 
     def _stop_all(self) -> None:
         self.stopping = True
-        settings = self.settings
-        grace = settings.shutdown_timeout + settings.task_grace + settings.close_timeout
-        self.deadline = time.monotonic() + grace + 10
+        self.deadline = time.monotonic() + self.settings.stop_within + 10
         for slot in self.slots:
             slot.restart_at = None
             if slot.pid:
@@ -222,7 +231,7 @@ class _Supervisor:
         now = time.monotonic()
         if self.deadline is not None and now >= self.deadline:
             self.deadline = None
-            tell("workers did not stop in time: killing them")
+            logger.error("workers did not stop in time: killing them")
             self._kill_all()
         for slot in self.slots:
             if slot.restart_at is not None and now >= slot.restart_at and not self.stopping:
@@ -241,7 +250,7 @@ class _Supervisor:
         slot.ready = True
         if not self.all_ready and all(s.ready for s in self.slots):
             self.all_ready = True
-            tell(f"serving on {self.url} with {len(self.slots)} workers (Ctrl+C to stop)")
+            logger.info("serving on %s with %d workers", self.url, len(self.slots))
 
     def _reap(self) -> None:
         for slot in self.slots:
@@ -269,14 +278,18 @@ class _Supervisor:
             return
         how = f"code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
         if not self.all_ready:
-            tell(f"worker {slot.index} (pid {pid}) exited with {how} before it listened")
+            logger.error(
+                "worker %d (pid %d) exited with %s before it listened", slot.index, pid, how
+            )
             self.failed = True
             self._stop_all()
             return
         lived = time.monotonic() - slot.started
         slot.failures = 0 if (was_ready and lived >= _HEALTHY_AFTER) else slot.failures + 1
         delay = 0.0 if slot.failures <= 1 else min(2.0 ** (slot.failures - 2), _BACKOFF_CAP)
-        tell(f"worker {slot.index} (pid {pid}) exited with {how}; restarting in {delay:g} s")
+        logger.warning(
+            "worker %d (pid %d) exited with %s; restarting in %g s", slot.index, pid, how, delay
+        )
         slot.restart_at = time.monotonic() + delay
 
     def _forget_fd(self, fd: int, *, registered: bool) -> None:
