@@ -22,21 +22,28 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._version import __version__
 from .errors import ConfigurationError, LexiconsError
 from .layout import Statement, check_run_is_last
-from .lifecycle import Running, run_hooks
+from .lifecycle import Runnable, Running, run_hooks
 from .logs import configure_logging
 from .reloader import directories, relaunch_command, run_reloading, supervised
 from .settings import ENVIRONMENT, Settings, parse_bool
 from .workers import Worker, supervise
 
-if TYPE_CHECKING:
-    from .server import Server
+__all__ = ["FLAGS", "App", "build_parser", "dispatch", "main_for", "settings_for"]
 
-__all__ = ["FLAGS", "build_parser", "dispatch", "main_for", "settings_for"]
+
+class App(Runnable, Protocol):
+    """What the command line needs of an application (:class:`lexicons.Server` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def run(self, argv: Sequence[str] | None = None, /, **settings: Any) -> None: ...
+
 
 logger = logging.getLogger("lexicons")
 
@@ -78,7 +85,7 @@ _PARSE = {name: parse for name, parse in ENVIRONMENT.values()}
 
 
 def main_for(
-    app: Server,
+    app: App,
     argv: Sequence[str] | None = None,
     code: Mapping[str, Any] | None = None,
     caller: Statement | None = None,
@@ -137,7 +144,7 @@ def _add_flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> Non
 
 
 def settings_for(
-    app: Server, args: argparse.Namespace, code: Mapping[str, Any] | None = None
+    app: App, args: argparse.Namespace, code: Mapping[str, Any] | None = None
 ) -> Settings:
     """The settings of this run: the app's, then ``code``, the environment, the flags."""
     settings = _with_code(app.settings, code or {})
@@ -167,7 +174,7 @@ def _with_code(settings: Settings, code: Mapping[str, Any]) -> Settings:
 
 
 def dispatch(
-    app: Server,
+    app: App,
     args: argparse.Namespace,
     *,
     code: Mapping[str, Any] | None = None,
@@ -180,7 +187,7 @@ def dispatch(
     try:
         settings = settings_for(app, args, code)
         configure_logging(settings)
-        command: Callable[[Server, Settings, Path | None], int] = COMMANDS[args.command]
+        command: Callable[[App, Settings, Path | None], int] = COMMANDS[args.command]
         return command(app, settings, source)
     except LexiconsError as exc:
         return _error(exc)
@@ -195,7 +202,7 @@ def _error(exc: LexiconsError) -> int:
 # run
 
 
-def _run(app: Server, settings: Settings, source: Path | None) -> int:
+def _run(app: App, settings: Settings, source: Path | None) -> int:
     if settings.reload:
         child = supervised()
         if child is None:
@@ -206,12 +213,12 @@ def _run(app: Server, settings: Settings, source: Path | None) -> int:
     return _serve(app, settings, None)
 
 
-def _serve(app: Server, settings: Settings, worker: Worker | None) -> int:
+def _serve(app: App, settings: Settings, worker: Worker | None) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_serve_until_stopped(app, settings, worker))
 
 
-async def _serve_until_stopped(app: Server, settings: Settings, worker: Worker | None) -> int:
+async def _serve_until_stopped(app: App, settings: Settings, worker: Worker | None) -> int:
     """Serve until SIGINT/SIGTERM; a second signal exits at once (a supervised process
     leaves that to its supervisor, which may forward a signal it already received)."""
     loop = asyncio.get_running_loop()
@@ -275,7 +282,7 @@ def _explain(exc: LexiconsError | OSError, settings: Settings) -> str:
 
 
 @contextmanager
-def _started(app: Server, settings: Settings) -> Iterator[asyncio.Runner]:
+def _started(app: App, settings: Settings) -> Iterator[asyncio.Runner]:
     """The server's start sequence without a broker or a socket: open the store, run
     ``on_start``; on leaving, ``on_shutdown`` and close the store. Yields the event loop
     the hooks ran on."""
@@ -292,7 +299,7 @@ def _started(app: Server, settings: Settings) -> Iterator[asyncio.Runner]:
         db.close()
 
 
-def _shell(app: Server, settings: Settings, source: Path | None) -> int:
+def _shell(app: App, settings: Settings, source: Path | None) -> int:
     with _started(app, settings) as runner:
         db = app.db
         namespace: dict[str, Any] = {"app": app, "sv": app, "db": db, **db.models}
@@ -312,7 +319,7 @@ def _shell(app: Server, settings: Settings, source: Path | None) -> int:
     return 0
 
 
-def _migrate(app: Server, settings: Settings, source: Path | None) -> int:
+def _migrate(app: App, settings: Settings, source: Path | None) -> int:
     # The data first: opening the store, which on_start needs, fails on rows the models
     # no longer describe. Then the start hooks, on the migrated data, as the server will.
     print(app.database_for(settings).migrate())
@@ -321,7 +328,7 @@ def _migrate(app: Server, settings: Settings, source: Path | None) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Server, Settings, Path | None], int]] = {
+COMMANDS: dict[str, Callable[[App, Settings, Path | None], int]] = {
     "run": _run,
     "shell": _shell,
     "migrate": _migrate,
