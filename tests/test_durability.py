@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -14,13 +15,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 APP = Path(__file__).parent / "apps" / "durable_app.py"
+SIGNUP_APP = Path(__file__).parent / "apps" / "durable_signup_app.py"
 
 pytestmark = pytest.mark.slow
 
 
-def start(process: type[Process], data: Path) -> tuple[Process, str]:
+def start(process: type[Process], data: Path, app: Path = APP) -> tuple[Process, str]:
     server = process(
-        sys.executable, APP, "run", "--host", "127.0.0.1", "--port", "0", "--data", str(data)
+        sys.executable, app, "run", "--host", "127.0.0.1", "--port", "0", "--data", str(data)
     )
     return server, server.url()
 
@@ -74,3 +76,38 @@ async def test_sigkill_loses_no_acknowledged_write(process: type[Process], tmp_p
         assert json.loads(await ws.recv())["count"] == len(rows)
     code, _, err = server.stop(signal.SIGTERM)
     assert code == 0, err
+
+
+async def test_sigkill_loses_no_row_a_header_confirmed(
+    process: type[Process], tmp_path: Path
+) -> None:
+    server, url = start(process, tmp_path, SIGNUP_APP)
+    confirmed: dict[str, str] = {}
+    try:
+        async with contextlib.AsyncExitStack() as clients:
+            for n in range(20):
+                header = "Signup" if n % 2 else "Enroll"  # a sync and an async header
+                ws = await clients.enter_async_context(
+                    connect(url, additional_headers={header: f"user{n}"})
+                )
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                confirmed[message["signed_up"]] = message["name"]
+            server.popen.send_signal(signal.SIGKILL)  # right after the last confirmation
+            server.popen.wait()
+    finally:
+        server.popen.kill()
+        server.popen.communicate()
+    assert len(confirmed) == 20
+
+    from lexicons import Database
+    from tests.apps.durable_signup_app import Account
+
+    db = Database([Account], data=str(tmp_path), durable=True)
+    db.open()
+    try:
+        rows = {account.pk: account.name for account in db.query(Account)}
+    finally:
+        db.close()
+    lost = set(confirmed) - set(rows)
+    assert not lost, f"{len(lost)} of {len(confirmed)} confirmed sign-ups were lost"
+    assert {pk: rows[pk] for pk in confirmed} == confirmed
