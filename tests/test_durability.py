@@ -20,10 +20,20 @@ SIGNUP_APP = Path(__file__).parent / "apps" / "durable_signup_app.py"
 pytestmark = pytest.mark.slow
 
 
-def start(process: type[Process], data: Path, app: Path = APP) -> tuple[Process, str]:
-    server = process(
-        sys.executable, app, "run", "--host", "127.0.0.1", "--port", "0", "--data", str(data)
-    )
+def start(
+    process: type[Process], data: Path, app: Path = APP, file_size_limit: int | None = None
+) -> tuple[Process, str]:
+    """Run ``app`` on ``data``; with ``file_size_limit``, no file it writes may grow past
+    that many bytes (a full disk, as the operating system reports it: EFBIG)."""
+    command: list[str | Path] = [sys.executable, app]
+    if file_size_limit is not None:
+        limit = (file_size_limit, file_size_limit)
+        command[1:] = [
+            "-c",
+            f"import resource, runpy; resource.setrlimit(resource.RLIMIT_FSIZE, {limit}); "
+            f"runpy.run_path({str(app)!r}, run_name='__main__')",
+        ]
+    server = process(*command, "run", "--host", "127.0.0.1", "--port", "0", "--data", str(data))
     return server, server.url()
 
 
@@ -111,3 +121,23 @@ async def test_sigkill_loses_no_row_a_header_confirmed(
     lost = set(confirmed) - set(rows)
     assert not lost, f"{len(lost)} of {len(confirmed)} confirmed sign-ups were lost"
     assert {pk: rows[pk] for pk in confirmed} == confirmed
+
+
+async def test_a_full_disk_answers_storage_error_to_the_writer_and_spares_the_others(
+    process: type[Process], tmp_path: Path
+) -> None:
+    server, url = start(process, tmp_path, file_size_limit=200_000)
+    async with connect(url) as reader, connect(url) as writer:
+        await reader.send(json.dumps({"count": {}, "ref": "before"}))
+        assert json.loads(await reader.recv()) == {"count": 0, "ref": "before"}
+        for n in range(1000):  # 2 kB a row: the file reaches its limit long before
+            await writer.send(json.dumps({"write": {"n": n, "text": "x" * 2000}, "ref": n}))
+            reply = json.loads(await asyncio.wait_for(writer.recv(), 10))
+            if "Errors" in reply:
+                break
+        assert reply["Errors"][0]["code"] == "storage_error" and reply["ref"] == n > 0
+        # The writer heard why; it and the client that only reads are still served.
+        for ws in (reader, writer):
+            await ws.send(json.dumps({"count": {}, "ref": "after"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["ref"] == "after"
+    server.popen.kill()
