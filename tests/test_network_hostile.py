@@ -310,7 +310,7 @@ async def test_the_rest_of_a_batch_does_not_run_after_its_client_left(raw: Any) 
 
     async with TestClient(app) as client:
         peer = await raw(client.url)
-        batch = [{"slow": {}}] + [{"after": {"n": n}} for n in range(3)]
+        batch: list[dict[str, Any]] = [{"slow": {}}, *({"after": {"n": n}} for n in range(3))]
         peer.writer.write(client_frame(TEXT, json.dumps(batch).encode()))
         await asyncio.wait_for(started.wait(), 5)
         peer.abort()

@@ -3,6 +3,7 @@ account and confirms it to the client, before the connection is even admitted.""
 
 import asyncio
 import sys
+from typing import Any
 
 from lexicons import Model, Server
 
@@ -16,14 +17,14 @@ class Account(Model):
 
 
 @app.header
-def Signup(ws, db, header: str) -> bool:
+def Signup(ws: Any, db: Any, header: str) -> bool:
     account = db.create(Account, name=header)
     ws.send({"signed_up": account.pk, "name": header})
     return True
 
 
 @app.header
-async def Enroll(ws, db, header: str) -> bool:
+async def Enroll(ws: Any, db: Any, header: str) -> bool:
     await asyncio.sleep(0)  # an async header: the write happens after an await
     account = db.create(Account, name=header)
     ws.send({"signed_up": account.pk, "name": header})
@@ -31,7 +32,7 @@ async def Enroll(ws, db, header: str) -> bool:
 
 
 @app.signal
-def count(db) -> int:
+def count(db: Any) -> int:
     return len(db.query(Account))
 
 
