@@ -272,7 +272,7 @@ async def test_what_waits_behind_a_running_handler_is_bounded_in_bytes() -> None
             with traced_memory() as peak:
                 sent = await push(sock, frame, 48 * max_size)
                 grown = peak()
-            assert sent > 4 * max_size, f"only {sent} bytes could be sent"
+            assert sent > 2 * max_size, f"only {sent} bytes could be sent"  # more than it may hold
             assert grown < 4 * max_size, f"the server grew by {grown} bytes"
         finally:
             release.set()  # the replies then wait for a client that never reads: cut off
