@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.frames import Frame, Opcode
 
 from lexicons import Server
 from lexicons.testing import TestClient
@@ -57,6 +61,54 @@ def handshake_request(host: str = "127.0.0.1", path: str = "/", **headers: str) 
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def echo_app(**settings: Any) -> Server:
+    """An app whose one signal, ``echo``, answers ``{"text": text}``."""
+    app = Server(**settings)
+
+    @app.signal
+    def echo(text: str) -> dict[str, str]:
+        return {"text": text}
+
+    return app
+
+
+def client_frame(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
+    """The bytes of one masked client frame, for tests that write frames by hand."""
+    return Frame(opcode, data, fin).serialize(mask=True, extensions=[])
+
+
+async def open_websocket(port: int, **headers: str) -> socket.socket:
+    """A non-blocking socket whose WebSocket handshake was answered with 101.
+
+    For tests that write frames with plain socket calls, so that the client side
+    allocates next to nothing (memory is measured in the test process).
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, handshake_request(**headers))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        assert data, f"the server hung up during the handshake: {head!r}"
+        head += data
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+@contextlib.contextmanager
+def traced_memory() -> Iterator[Callable[[], int]]:
+    """Trace allocations in every thread during the block; the function it gives
+    returns the most memory allocated at once since the block began."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        yield lambda: tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def chromium_path() -> str | None:
     """Debian's Chromium, when installed."""
     return shutil.which("chromium")
@@ -65,11 +117,15 @@ def chromium_path() -> str | None:
 __all__ = [
     "Process",
     "chromium_path",
+    "client_frame",
+    "echo_app",
     "eventually",
     "handshake_request",
+    "open_websocket",
     "redis_available",
     "subprocess",
     "subscribed",
+    "traced_memory",
 ]
 
 ROOT = Path(__file__).parent.parent

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lexicons import LexiconsError, Response, Server
-from lexicons.testing import TestClient
+from lexicons.testing import HandshakeFailed, TestClient
 
 
 def rooms_app() -> Server:
@@ -123,3 +123,51 @@ def test_channel_needs_a_server_and_a_live_connection() -> None:
     room = app.channel("Room")
     with pytest.raises(LexiconsError, match="no connection"):
         room.subscribe("not-a-pk")
+
+
+def header_rooms_app() -> Server:
+    """An app whose ``Join`` header, given ``<how>:<verdict>``, subscribes the connection
+    it checks to channel A (``how``: by the connection ``ws``, by its ``pk``, or
+    ``none``), then admits or refuses it."""
+    app = rooms_app()
+
+    @app.header
+    def Join(ws: Any, sv: Server, header: str) -> bool:
+        how, _, verdict = header.partition(":")
+        if how != "none":
+            sv.channels["A"].subscribe(ws if how == "ws" else ws.pk)
+        return verdict == "admit"
+
+    @app.signal
+    def mine(ws: Any) -> list[str]:
+        return sorted(ws.channels)
+
+    return app
+
+
+async def test_a_header_that_subscribes_and_refuses_leaves_no_subscriber() -> None:
+    app = header_rooms_app()
+    async with TestClient(app) as client:
+        for how in ("ws", "pk"):
+            with pytest.raises(HandshakeFailed) as refused:
+                await client.connect(headers={"Join": f"{how}:refuse"})
+            assert refused.value.status == 403
+        assert not app.channels["A"].subscribers
+        assert await app.channels["A"].count() == 0
+        member = await client.connect(headers={"Join": "ws:admit"})
+        assert await member.call("mine") == ["A"]
+        assert len(app.channels["A"].subscribers) == 1
+
+
+async def test_a_header_that_subscribes_and_admits_receives_the_channels_broadcasts() -> None:
+    app = header_rooms_app()
+    async with TestClient(app) as client:
+        by_pk = await client.connect(headers={"Join": "pk:admit"})
+        by_ws = await client.connect(headers={"Join": "ws:admit"})
+        outsider = await client.connect(headers={"Join": "none:admit"})
+        assert await by_pk.call("mine") == await by_ws.call("mine") == ["A"]
+        assert await outsider.call("mine") == []
+        await outsider.send("say", text="news", rooms=["A"])
+        for member in (by_pk, by_ws):
+            assert await member.receive() == {"say": {"text": "news"}}
+        await outsider.assert_nothing_received()

@@ -9,23 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import handshake_request
+from conftest import echo_app, handshake_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from lexicons import Response, Server
 from lexicons.testing import HandshakeFailed, TestClient
-
-
-def echo_app(**settings: Any) -> Server:
-    app = Server(**settings)
-
-    @app.signal
-    def echo(text: str) -> dict[str, str]:
-        return {"text": text}
-
-    return app
 
 
 async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
