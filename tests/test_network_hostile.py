@@ -534,5 +534,5 @@ async def test_a_refused_handshakes_path_cannot_forge_log_lines(
     refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
     assert len(refusals) == 2, refusals
     assert "/plain" in refusals[0]
-    assert "/\\x0d\\x1b[2K2024-01-01\\x09INFO\\x09admitted\\x09root\\x1b[0m" in refusals[1]
+    assert "/\\r\\x1b[2K2024-01-01\\tINFO\\tadmitted\\troot\\x1b[0m" in refusals[1]
     assert not any(c in message for message in refusals for c in "\r\n\t\x1b")

@@ -126,10 +126,13 @@ class Link(asyncio.BufferedProtocol):
     def end(self) -> None:
         if self._lost:
             return
-        if self.transport.can_write_eof():
-            self.transport.write_eof()  # half-close; keep reading until the client's EOF
-        else:
+        if not self.transport.can_write_eof():
             self.transport.close()
+            return
+        try:
+            self.transport.write_eof()  # half-close; keep reading until the client's EOF
+        except OSError:  # the client reset the connection while its input waited
+            self.transport.abort()
 
     def abort(self) -> None:
         if not self._lost:

@@ -735,7 +735,7 @@ class Session:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (or drop a connection still in its handshake)."""
-        if self.phase is OPEN:
+        if self.phase is OPEN and self.proto.state is PROTOCOL_OPEN:
             self.proto.send_close(code, reason)
             self._flush_protocol()
             self._closing_started()
