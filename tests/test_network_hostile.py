@@ -155,6 +155,21 @@ async def test_a_reply_larger_than_max_buffer_reaches_a_client_that_reads(raw: A
         peer.abort()
 
 
+async def test_a_burst_past_max_buffer_reaches_a_client_that_reads(raw: Any) -> None:
+    app = Server()  # max_buffer: 4 MiB
+    burst = 1000  # 10 MiB sent at once: more than twice max_buffer
+
+    @app.on_connect
+    def flood(ws: Any) -> None:
+        for n in range(burst):
+            ws.send({"n": n, "blob": "x" * 10 * KiB})
+
+    async with TestClient(app) as client:
+        peer = await raw(client.url, rcvbuf=16 * KiB)
+        assert [(await peer.next_message())["n"] for _ in range(burst)] == list(range(burst))
+        peer.abort()
+
+
 # --- fairness ------------------------------------------------------------------------------
 
 

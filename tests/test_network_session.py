@@ -63,11 +63,15 @@ class Port:
         self.timer: str | None = None
         self.streams: list[tuple[StaticFile, Callable[[], None]]] = []
         self.writes_after_end = 0
+        #: Called after each write, as the socket would call pause_writing when full.
+        self.after_write: Callable[[], None] | None = None
 
     def write(self, data: bytes) -> None:
         if self.ended or self.aborted:
             self.writes_after_end += 1
         self.written.append(bytes(data))
+        if self.after_write is not None:
+            self.after_write()
 
     def peer(self) -> str:
         return "127.0.0.1"
@@ -457,13 +461,47 @@ def test_output_waits_while_the_socket_is_congested_then_goes_in_order(h: Harnes
     assert h.client.messages() == ["re:a", "re:b"]
 
 
-def test_a_client_that_does_not_read_is_cut_off_past_max_buffer(h: Harness) -> None:
+def test_a_client_that_drains_nothing_past_max_buffer_is_cut_off_at_the_deadline(
+    h: Harness,
+) -> None:
     h.session.pause_writing()
     for _ in range(12):  # 6 KB of replies: past the queue's share of max_buffer
         h.feed(h.client.text("x" * 500))
     h.port.run_deferred()
+    assert h.port.timer == "lagging" and not h.port.aborted
+    h.session.expire("the client stopped reading")
     assert h.port.aborted
     assert h.session.writer is None
+
+
+def test_a_client_that_keeps_reading_is_never_cut_off_by_a_burst(h: Harness) -> None:
+    h.session.pause_writing()
+    for n in range(20):  # 20 KB, past max_buffer (8 KB) but under the hard bound
+        h.session.send(b"%d" % n + b"x" * 1000)
+    assert h.port.timer == "lagging"
+    h.session.resume_writing()  # the client read everything: no deadline any more
+    assert h.port.timer is None and not h.port.aborted
+    h.flush()
+    assert len(h.client.messages()) == 20
+
+
+def test_reading_some_of_the_backlog_restarts_the_deadline(h: Harness) -> None:
+    port = h.port
+    h.session.pause_writing()
+    for _ in range(20):
+        h.session.send(b"x" * 1000)
+    # The socket takes one message and is full again: progress, so the deadline starts over.
+    port.after_write = h.session.pause_writing
+    port.timer = None
+    h.session.resume_writing()
+    assert port.timer == "lagging" and not port.aborted
+
+
+def test_however_a_client_reads_at_most_four_max_buffers_wait(h: Harness) -> None:
+    h.session.pause_writing()
+    for _ in range(40):  # 40 KB against max_buffer 8 KB
+        h.session.send(b"x" * 1000)
+    assert h.port.aborted
 
 
 def test_one_message_of_any_size_gets_through_to_a_client_that_reads(h: Harness) -> None:

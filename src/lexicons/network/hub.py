@@ -62,6 +62,7 @@ class Hub:
             "opening": self._timeouts(settings.open_timeout, "opening handshake timed out"),
             "answered": self._timeouts(settings.close_timeout, "client did not close"),
             "closing": self._timeouts(settings.close_timeout, "closing handshake timed out"),
+            "lagging": self._timeouts(settings.ping_timeout, "the client stopped reading"),
         }
 
     def _timeouts(self, delay: float, why: str) -> Deadlines[Link]:

@@ -20,9 +20,12 @@ tested by calling it, without sockets:
 - **Fragments** are bounded in bytes (``max_size``) and in count, and a text message is
   checked as UTF-8 fragment by fragment: the first invalid one fails the connection
   with 1007.
-- **Slow readers.** Nothing waits on a client: while the socket is congested, output
-  queues here, and a client whose queue passes ``max_buffer`` is cut off. One message
-  of any size always gets through to a client that reads.
+- **Slow readers,** judged over time, never by one write. Nothing waits on a client:
+  while its socket is congested, output queues here. A client that has more than
+  ``max_buffer`` waiting and drains none of it for a deadline (``ping_timeout``) is cut
+  off; one that keeps reading is not, up to a hard bound of four times ``max_buffer``
+  that holds memory in check however fast it reads. One message of any size always
+  gets through to a client that reads.
 - **The end.** When the connection is gone, the work it started is cancelled, whatever
   waited is dropped, and nothing more is written.
 """
@@ -104,7 +107,8 @@ class Port(Protocol):
         """Call ``callback`` soon, after the turns of other connections."""
 
     def start_timer(self, kind: str) -> None:
-        """Start the ``opening``, ``answered`` or ``closing`` deadline (replacing any)."""
+        """Start the ``opening``, ``answered``, ``closing`` or ``lagging`` deadline
+        (replacing any)."""
 
     def cancel_timer(self) -> None: ...
 
@@ -183,6 +187,9 @@ class Limits:
         self.turn = turn
 
 
+#: However a client reads, no more than this many times ``max_buffer`` waits for it.
+HARD_LIMIT = 4
+
 #: Bytes handed to the parser at once; parsing them costs a quarter of a turn's budget,
 #: so a read full of tiny frames is parsed over several turns, between other connections'.
 CHUNK = 4096
@@ -240,6 +247,7 @@ class Session:
         "_backlog",
         "_backlog_bytes",
         "_congested",
+        "_lagging",
         "_held",
         "_eof_due",
         "_streaming",
@@ -290,6 +298,8 @@ class Session:
         self._backlog: deque[bytes] | None = None
         self._backlog_bytes = 0
         self._congested = False
+        #: More than max_buffer waits: the "lagging" deadline runs until the client drains.
+        self._lagging = False
         #: Frames sent before the connection is admitted (by header functions).
         self._held: list[bytes] | None = []
         #: The protocol ended the stream; the end is written once nothing waits before it.
@@ -662,17 +672,25 @@ class Session:
         if backlog is None:
             self._backlog = backlog = deque()
             self._update_writer()
-        elif self._backlog_bytes + len(data) > self.limits.max_buffer - self.limits.high_water:
-            # One message of any size may wait alone; more than max_buffer behind it
-            # means the client does not read as fast as it is written to.
+        elif self._backlog_bytes + len(data) > HARD_LIMIT * self.limits.max_buffer:
             self._cut_off()
             return
         backlog.append(data)
         self._backlog_bytes += len(data)
+        # One message of any size may wait alone; past max_buffer, the client has until
+        # the deadline to drain some of it.
+        if not self._lagging and len(backlog) > 1 and self._backlog_bytes > self._share():
+            self._lagging = True
+            self.port.start_timer("lagging")
+
+    def _share(self) -> int:
+        """What may wait here: max_buffer, less what the socket's own buffer holds."""
+        return self.limits.max_buffer - self.limits.high_water
 
     def _cut_off(self) -> None:
         logger.warning(
-            "connection %s cut off: more than %d bytes unsent (the client stopped reading)",
+            "connection %s cut off: more than %d bytes unsent, not read in time "
+            "(the client stopped reading)",
             getattr(self.ws, "pk", "?"),
             self.limits.max_buffer,
         )
@@ -694,6 +712,12 @@ class Session:
         if not backlog:
             self._backlog = None
             self._backlog_bytes = 0
+        if self._lagging:  # the client read: a new deadline, or none once caught up
+            if self._backlog_bytes > self._share():
+                self.port.start_timer("lagging")
+            else:
+                self._lagging = False
+                self.port.cancel_timer()
         self._update_writer()
         self._end_when_flushed()
 
@@ -719,6 +743,7 @@ class Session:
 
     def _closing_started(self) -> None:
         """A close frame went out or came in: no more messages either way."""
+        self._lagging = False  # the closing deadline governs from here
         if self.phase is OPEN or self.phase is ADMITTING:
             self.phase = CLOSING
             self._update_writer()
@@ -801,7 +826,9 @@ class Session:
 
     def expire(self, why: str) -> None:
         """The deadline this connection waited on passed (``why``): drop it."""
-        if self.phase is not ENDED:
+        if self._lagging:
+            self._cut_off()
+        elif self.phase is not ENDED:
             logger.debug("%s; connection aborted", why)
             self.abort()
 
