@@ -11,9 +11,9 @@ from typing import Annotated
 
 import pytest
 
-from lexicons.database import Database
 from lexicons.errors import IntegrityError, QueryError, StorageError
-from lexicons.models import Index, Model, Ref
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
 
 
 class Company(Model):

@@ -24,9 +24,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from lexicons.database import Database
 from lexicons.errors import IntegrityError, QueryError
-from lexicons.models import Index, Model, Ref
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
 
 
 class Owner(Model):

@@ -9,13 +9,13 @@ import lexicons
 
 
 def test_every_module_declares_all() -> None:
-    for info in pkgutil.iter_modules(lexicons.__path__):
-        if info.name.startswith("_"):
+    for info in pkgutil.walk_packages(lexicons.__path__, "lexicons."):
+        if info.name.rpartition(".")[2].startswith("_"):
             continue
-        module = importlib.import_module(f"lexicons.{info.name}")
-        assert hasattr(module, "__all__"), f"lexicons.{info.name} has no __all__"
+        module = importlib.import_module(info.name)
+        assert hasattr(module, "__all__"), f"{info.name} has no __all__"
         for name in module.__all__:
-            assert hasattr(module, name), f"lexicons.{info.name}.__all__ names missing {name}"
+            assert hasattr(module, name), f"{info.name}.__all__ names missing {name}"
 
 
 def test_package_exports_exactly_its_all() -> None:

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lexicons import models
-from lexicons.database import Database
+from lexicons.store import models
 from lexicons.errors import IntegrityError, RegistrationError, SchemaError
-from lexicons.models import Index, Model, Ref, Reference, analyze, new_pk
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref, Reference, analyze, new_pk
 
 
 class Author(Model):

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lexicons.database import Database
-from lexicons.database_index import SortedKeys
 from lexicons.errors import QueryError
-from lexicons.models import Index, Model, Ref
-from lexicons.query import OPERATORS, QueryResult
+from lexicons.store.database import Database
+from lexicons.store.indexes import SortedKeys
+from lexicons.store.models import Index, Model, Ref
+from lexicons.store.query import OPERATORS, QueryResult
 
 
 class Team(Model):

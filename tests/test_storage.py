@@ -23,10 +23,10 @@ from durable_writer import Entry, expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lexicons.database import Database
 from lexicons.errors import StorageError
-from lexicons.models import Index, Model, Ref
-from lexicons.storage import FILE_NAME
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
+from lexicons.store.storage import FILE_NAME
 
 
 class Kind(Model):

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
 
-from .models import new_pk
 from .protocol import encode
+from .store.models import new_pk
 
 if TYPE_CHECKING:
     from .network import Link

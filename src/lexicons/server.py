@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from .brokers import LocalBroker
 from .channels import Channel, Channels
 from .connection import Connection
-from .database import Database
 from .errors import RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
-from .models import Model
 from .protocol import encode
 from .security import Origins, Trust
 from .settings import Settings
 from .signals import Signal, SignalRegistry
+from .store import Database, Model
 from .tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from .database_index import Table
-from .errors import StorageError
+from ..errors import StorageError
+from .indexes import Table
 from .models import Model, Schema
 
 __all__ = ["FILE_NAME", "DurableStore", "load_json", "migrate_json", "save_json"]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, TypeVar
 
 import msgspec
 
-from .errors import IntegrityError, SchemaError
+from ..errors import IntegrityError, SchemaError
 
 __all__ = ["FieldInfo", "Index", "Model", "Ref", "Reference", "Schema", "analyze", "new_pk"]
 

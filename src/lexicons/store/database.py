@@ -23,8 +23,8 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from .database_index import Table
-from .errors import IntegrityError, QueryError, RegistrationError, SchemaError, StorageError
+from ..errors import IntegrityError, QueryError, RegistrationError, SchemaError, StorageError
+from .indexes import Table
 from .models import Model, Schema, Unresolved, analyze
 from .query import QueryResult, select
 from .storage import FILE_NAME, DurableStore, load_json, migrate_json, save_json

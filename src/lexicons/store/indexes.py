@@ -305,7 +305,7 @@ class Table:
         self.indexes = {name: FieldIndex(name) for name in schema.indexed}
         #: Indexed datetime fields: naive and aware values cannot share their sorted keys.
         self.dated = tuple(n for n in schema.indexed if schema.fields[n].scalar is datetime)
-        #: Compiled query plans by filter shape (see :mod:`lexicons.query`).
+        #: Compiled query plans by filter shape (see :mod:`lexicons.store.query`).
         self.plans: dict[tuple[str, ...], Any] = {}
         self.log: dict[int, Model | None] | None = None
         #: True when the durable copy must be rewritten whole (after ``load()``).

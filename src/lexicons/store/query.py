@@ -17,8 +17,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
-from .database_index import Table
-from .errors import QueryError
+from ..errors import QueryError
+from .indexes import Table
 from .models import FieldInfo, Model, Schema
 
 __all__ = ["OPERATORS", "Plan", "QueryResult", "select"]
