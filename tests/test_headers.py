@@ -656,3 +656,32 @@ async def test_credentials_are_never_logged_caplog(caplog: pytest.LogCaptureFixt
     assert "Invalid enum value" in caplog.text
     assert secret not in caplog.text
     assert all(secret not in (o.reason or "") for o in results)
+
+
+def crashing_login(header: str) -> bool:
+    return lookup_account(header)
+
+
+def lookup_account(token: str) -> bool:
+    raise ConnectionError(f"account store unreachable for {token}")
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+async def test_a_raising_header_is_logged_with_its_traceback_in_debug(
+    caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    """Debug on (the lexicons loggers at DEBUG): the frames, never the value sent."""
+    caplog.set_level(level, logger="lexicons")
+    secret = "S3crTokenValue42"
+    handler = inspect_handler(crashing_login, "Login")
+    (outcome,) = await run_headers([handler], build([place("Login", secret, "query")]), caller())
+    assert outcome.reason == "raised ConnectionError: account store unreachable for ***"
+    (record,) = [r for r in caplog.records if "raised ConnectionError" in r.getMessage()]
+    text = record.getMessage()
+    assert secret not in caplog.text
+    if level == logging.DEBUG:
+        assert "Traceback (most recent call last):" in text
+        assert "in crashing_login" in text and "in lookup_account" in text
+        assert "raise ConnectionError" in text and __file__ in text
+    else:
+        assert "Traceback" not in text and "in lookup_account" in text  # where it raised

@@ -387,3 +387,11 @@ def test_sorted_keys_ranges(
     assert (61 in keys) is False and keys.set(61, None) is False
     rebuilt = TinyKeys.of(sorted(values), [f"holder {v}" for v in sorted(values)])
     assert list(rebuilt.range(lo, lo_incl, hi, hi_incl, reverse)) == expected
+
+
+def test_empty_says_whether_anything_matched() -> None:
+    db = Database([Team, Player])
+    db.create(Player, name="Ada", age=36)
+    assert db.query(Player, name="Bob").empty
+    assert not db.query(Player, name="Ada").empty
+    assert db.query(Team).empty

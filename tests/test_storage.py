@@ -232,9 +232,61 @@ def test_migrate_json_adds_and_drops_fields(tmp_path: Path) -> None:
         (g.pk, g.name, 1.5) for g in gadgets
     ]
     assert "(already current)" in new.migrate()
-    with pytest.raises(StorageError, match="row 0: cannot convert.*`serial`.*needs a default"):
-        Database([required], data=tmp_path).migrate()
     assert Database([Kind], data=tmp_path / "empty").migrate().startswith("nothing to migrate")
+
+
+def test_migrate_fills_a_new_field_without_default_with_its_empty_value(tmp_path: Path) -> None:
+    """As the original did: "" for str, 0 for int, [] for a list, None for X | None."""
+    first, _, required = versions()
+    old = Database([first], data=tmp_path)
+    made = old.create(first, name="g")
+    old.save()
+    summary = Database([required], data=tmp_path).migrate()
+    assert summary == (
+        f"{tmp_path / 'Gadget.json'}: 1 rows (added serial; removed colour; "
+        "serial has no default: filled with 0)"
+    )
+    new = Database([required], data=tmp_path)
+    new.load()
+    assert [(g.pk, g.serial, g.name) for g in new.query(required)] == [(made.pk, 0, "g")]
+
+    class Gadget(Model):
+        name: str = ""
+        serial: int
+        tags: list[str]
+        kinds: set[int]
+        owner: Ref[Kind] | None
+        flag: bool
+
+    assert Database([Gadget, Kind], data=tmp_path).migrate() == (
+        f"{tmp_path / 'Gadget.json'}: 1 rows (added flag, kinds, owner, tags; "
+        "flag has no default: filled with False; kinds has no default: filled with set(); "
+        "owner has no default: filled with None; tags has no default: filled with [])"
+    )
+    loaded = Database([Gadget, Kind], data=tmp_path)
+    loaded.load()
+    row = loaded.get(Gadget, made.pk)
+    assert row is not None
+    assert (row.serial, row.tags, row.kinds, row.owner, row.flag) == (0, [], set(), None, False)
+
+
+class Dated(Model):
+    name: str = ""
+    since: datetime
+
+
+class Linked(Model):
+    name: str = ""
+    since: Ref[Linked]
+
+
+@pytest.mark.parametrize("model", [Dated, Linked])
+def test_migrate_refuses_a_new_field_whose_type_has_no_empty_value(
+    tmp_path: Path, model: type[Model]
+) -> None:
+    (tmp_path / f"{model.__name__}.json").write_text('[{"pk": "a", "name": "old"}]')
+    with pytest.raises(StorageError, match="row 0: cannot convert.*`since`.*needs a default"):
+        Database([model], data=tmp_path).migrate()
 
 
 # --- the durable store ----------------------------------------------------------------
@@ -423,3 +475,17 @@ def test_sigkill_during_acknowledged_writes_loses_none(tmp_path: Path) -> None:
         assert len(pks) <= len(rows) <= len(pks) + 2  # at most one unacknowledged per run
         for n, row in enumerate(rows):
             assert msgspec.structs.asdict(row) == {**expected(n), "pk": row.pk}
+
+
+def test_a_closed_durable_database_opens_again_from_its_file(tmp_path: Path) -> None:
+    """A server object served twice in one process (tests, embedders) reopens its store."""
+    db = Database(MODELS, data=tmp_path, durable=True)
+    with db:
+        kept = db.create(Kind, label="kept")
+    with pytest.raises(StorageError, match="not open"):
+        db.create(Kind, label="lost")
+    with db:
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]
+        db.create(Kind, label="second")
+    with Database(MODELS, data=tmp_path, durable=True) as again:
+        assert [k.label for k in again.query(Kind)] == ["kept", "second"]

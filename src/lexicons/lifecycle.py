@@ -89,6 +89,7 @@ class Running:
         ssl_context = settings.ssl_context()
         self._closed = asyncio.Event()
         app.running = self
+        app.log_step("STARTING")
         try:
             app.database_for(settings).open()
             self._steps.append("db")
@@ -97,7 +98,7 @@ class Running:
             app.channels.broker = broker
             await broker.start()
             self._steps.append("broker")
-            commit = app.db.commit if settings.durable else None
+            commit = app.db.commit if app.db.durable else None
             app.channels.commit = commit
             for hook in app.hooks["on_start"]:
                 await self._invoke(hook)
@@ -158,6 +159,7 @@ class Running:
             if self._closed is not None:
                 await self._closed.wait()
             return
+        self.app.log_step("SHUTDOWN")
         if self._keepalive is not None:
             self._keepalive.cancel()
         if self._server is not None:
@@ -174,8 +176,10 @@ class Running:
         app = self.app
         try:
             if "tasks" in self._steps:
+                app.log_step("CLEANUP-TASKS-STARTED")
                 await self.runner.stop_intervals()
                 await self.runner.run_shutdown()
+                app.log_step("CLEANUP-TASKS-COMPLETE")
             if "hooks" in self._steps:
                 for hook in app.hooks["on_shutdown"]:
                     try:
@@ -200,7 +204,7 @@ class Running:
         result = handler.call({}, ws, self.app, self.app.db)
         if handler.is_async:
             result = await result
-        if self.settings.durable:
+        if self.app.db.durable:
             self.app.db.commit()
         return result
 
@@ -231,7 +235,7 @@ class Running:
                     await self._invoke(handler, ws)
             except Exception as exc:
                 failed(ws, exc)
-            if self.settings.durable:
+            if app.db.durable:
                 app.db.commit()
 
         def run(ws: Connection) -> Coroutine[Any, Any, None] | None:
@@ -243,7 +247,7 @@ class Running:
                     return None
                 if handler.is_async:
                     return rest(ws, result, index + 1)
-            if self.settings.durable:
+            if app.db.durable:
                 app.db.commit()
             return None
 

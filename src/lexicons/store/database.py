@@ -25,7 +25,7 @@ import msgspec
 
 from ..errors import IntegrityError, QueryError, RegistrationError, SchemaError, StorageError
 from .indexes import Table
-from .models import Model, Schema, Unresolved, analyze
+from .models import Model, Schema, Unresolved, analyze, copy_value
 from .query import QueryResult, select
 from .storage import FILE_NAME, DurableStore, load_json, migrate_json, save_json
 
@@ -71,6 +71,8 @@ class Database:
         self._store: DurableStore | None = None
         self._opened = False
         self._changed = False
+        #: Closed after a full commit: the rows in memory are the file's, reread at open.
+        self._reopening = False
         #: Changes written to the durable log since the store was made; a caller compares
         #: it before and after a piece of work to tell whether that work wrote anything.
         self.changes = 0
@@ -176,7 +178,7 @@ class Database:
         if self._opened:
             return
         if self.durable:
-            if any(t.rows for t in self._tables.values()):
+            if not self._reopening and any(t.rows for t in self._tables.values()):
                 raise StorageError("durable mode: rows were created before open(); open first")
             store = DurableStore(Path(self.data) / FILE_NAME, self.synchronous)
             store.open()
@@ -225,6 +227,7 @@ class Database:
             return
         try:
             self.commit()
+            self._reopening = True
         finally:
             self._store = None
             for table in self._tables.values():
@@ -318,14 +321,14 @@ class Database:
         while todo:
             schema, out, level = todo.popleft()
             for name in schema.containers:
-                out[name] = _copy(out[name])
+                out[name] = copy_value(out[name])
             deeper = depth is None or level < depth
             for info in schema.refs:
                 value = out[info.name]
                 if value is None:
                     continue
                 if not deeper:
-                    out[info.name] = _copy(value)
+                    out[info.name] = copy_value(value)
                     continue
                 one = _Expander(self._tables[info.ref], seen, todo, level + 1)  # type: ignore[index]
                 if info.ref_kind == "one":
@@ -344,13 +347,27 @@ class Database:
     @overload
     def create(self, model: str, /, **fields: Any) -> Model: ...
 
-    def create(self, model: type[Model] | str, /, **fields: Any) -> Model:
+    @overload
+    def create(self, model: M, /) -> M: ...
+
+    def create(self, model: type[Model] | str | Model, /, **fields: Any) -> Model:
         """Validate and store a new row; returns it. ``pk`` is made when not given.
 
-        Raises IntegrityError naming model, field, expected and given type (nothing is
-        written), for a repeated pk, or for a reference to a row that does not exist.
+        ``db.create(User, email=...)``, or ``db.create(user)`` for a row built elsewhere
+        (a handler's Model parameter): it is checked like any other and stored as a new
+        row with its pk. Raises IntegrityError naming model, field, expected and given
+        type (nothing is written), for a repeated pk, or for a reference to a row that
+        does not exist.
         """
-        table = self._by_key.get(model) or self._table(model)
+        try:
+            table = self._by_key.get(model) or self._table(model)  # type: ignore[arg-type]
+        except TypeError:  # rows are unhashable: this is db.create(row)
+            if not isinstance(model, Model) or fields:
+                raise QueryError(
+                    f"create() takes a model and fields, or one row, not {model!r}"
+                ) from None
+            table = self._table(type(model))
+            fields = msgspec.structs.asdict(model)
         schema = table.schema
         row = schema.build(fields)
         # A pk made by new_pk() is a fresh uuid4: only a given one can be taken.
@@ -598,14 +615,3 @@ class _Expander:
         child = {"pk": pk, **_asdict(found)}
         self.todo.append((self.target.schema, child, self.level))
         return child
-
-
-def _copy(value: Any) -> Any:
-    kind = type(value)
-    if kind is list:
-        return [_copy(item) for item in value]
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if kind is set:
-        return set(value)
-    return value

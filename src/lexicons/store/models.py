@@ -27,13 +27,24 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
+from typing_extensions import dataclass_transform
 
 from ..errors import IntegrityError, SchemaError
 
-__all__ = ["FieldInfo", "Index", "Model", "Ref", "Reference", "Schema", "analyze", "new_pk"]
+__all__ = [
+    "FieldInfo",
+    "Index",
+    "Model",
+    "Ref",
+    "Reference",
+    "Schema",
+    "analyze",
+    "copy_value",
+    "new_pk",
+]
 
 M = TypeVar("M", bound="Model")
 
@@ -78,7 +89,35 @@ new_pk: Callable[[], str] = itertools.chain.from_iterable(iter(_next_batch, None
 # --- the model base class --------------------------------------------------------------
 
 
-class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True):
+class _ModelMeta(msgspec.StructMeta):
+    """Makes every model keyword-only, as ``Model`` is, and reads ``client_pk=``.
+
+    msgspec applies ``kw_only`` to the fields of the class that says it, not to those of
+    its subclasses: without this a required field after one with a default would fail
+    at class definition, as ordinary dataclass rules demand.
+    """
+
+    def __new__(
+        mcls,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        /,
+        *,
+        client_pk: bool | None = None,
+        **options: Any,
+    ) -> Any:
+        options.setdefault("kw_only", True)
+        cls = super().__new__(mcls, name, bases, namespace, **options)
+        if client_pk is not None:
+            cls._client_pk = bool(client_pk)  # type: ignore[attr-defined]
+        return cls
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(msgspec.field,))
+class Model(
+    msgspec.Struct, metaclass=_ModelMeta, kw_only=True, dict=True, forbid_unknown_fields=True
+):
     """Base class of stored models: a msgspec Struct whose fields are the table's columns.
 
     ``pk`` is a uuid4 string made when not given. Fields are read-only: ``db.update``
@@ -87,9 +126,18 @@ class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True)
         class User(Model):
             email: str
             name: str = ""
+
+    A handler parameter annotated with a model receives a new, validated row whose
+    ``pk`` the server makes; ``class Note(Model, client_pk=True)`` lets clients send it.
     """
 
     pk: str = msgspec.field(default_factory=new_pk)
+    #: Whether a client may choose ``pk`` in a payload decoded into this model.
+    _client_pk: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+
+        def __init_subclass__(cls, *, client_pk: bool = ..., **options: Any) -> None: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name[:1] == "_":
@@ -104,6 +152,33 @@ class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True)
             del self.__dict__[name]
             return
         raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
+
+    # The original framework's model helpers, which its apps call.
+
+    def __getitem__(self, name: str) -> Any:
+        """``row["email"]`` is ``row.email`` (for fields only)."""
+        if name not in self.__struct_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def _to_dict(self) -> dict[str, Any]:
+        """The row as a new dict, ``pk`` first, lists, dicts and sets copied."""
+        return {name: copy_value(value) for name, value in msgspec.structs.asdict(self).items()}
+
+    @classmethod
+    def _fields(cls) -> list[str]:
+        """The field names, ``pk`` first."""
+        return list(cls.__struct_fields__)
+
+    @property
+    def _name(self) -> str:
+        """The model's name: its class name, which is also its table's."""
+        return type(self).__name__
+
+    @property
+    def _snake_name(self) -> str:
+        """The model's name in snake_case: ``ChatMessage`` is ``chat_message``."""
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", self._name).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +261,11 @@ class FieldInfo:
     indexed: bool
     #: Extra check after msgspec's: returns an error text, or None when the value is fine.
     check: Callable[[Any], str | None] | None
+    #: Whether the model gives the field no default.
+    required: bool = False
+    #: The type's empty value ("", 0, [], None...) that ``migrate`` gives a new required
+    #: field, as the original did; NOTHING when the type has none (a datetime, a Ref).
+    blank: Any = msgspec.NODEFAULT
 
     @property
     def orderable(self) -> bool:
@@ -273,6 +353,18 @@ class Schema:
         return IntegrityError(f"{self.name}.{name}: expected {expected}, got {given}{detail}")
 
 
+def copy_value(value: Any) -> Any:
+    """A copy of a field's value deep enough that changing it cannot change the row."""
+    kind = type(value)
+    if kind is list:
+        return [copy_value(item) for item in value]
+    if kind is dict:
+        return {key: copy_value(item) for key, item in value.items()}
+    if kind is set:
+        return set(value)
+    return value
+
+
 def pk_of(value: Any, kind: str) -> Any:
     """Accept rows where pks are expected: a row becomes its pk, in lists and dicts too."""
     if isinstance(value, Model):
@@ -306,7 +398,7 @@ def analyze(cls: type[Model], models: Mapping[str, type[Model]]) -> Schema:
             )
         if "__" in fname:
             raise SchemaError(f"{where}: a field name may not contain '__' (used by filters)")
-        info = _field(where, fname, annotation)
+        info = _field(where, fname, annotation, required=default is _NOTHING)
         if fname == "pk" and (info.type is not str):
             raise SchemaError(f"{where}: the primary key must be declared as str")
         if default is not _NOTHING:
@@ -388,7 +480,7 @@ def _reference(tp: Any) -> Reference | None:
     return next((m for m in meta if isinstance(m, Reference)), None)
 
 
-def _field(where: str, fname: str, annotation: Any) -> FieldInfo:
+def _field(where: str, fname: str, annotation: Any, required: bool = False) -> FieldInfo:
     tp, meta = _split(annotation)
     try:
         inner, optional = _unoptional(tp)
@@ -427,7 +519,34 @@ def _field(where: str, fname: str, annotation: Any) -> FieldInfo:
         label = f"{label} | None"
         check = _skip_none(check) if check else None
     target = ref.name if ref is not None else None
-    return FieldInfo(fname, stored, label, optional, scalar, target, kind, indexed, check)
+    blank = None if optional else _BLANKS.get(kind or scalar or typing.get_origin(inner) or inner)
+    return FieldInfo(
+        fname,
+        stored,
+        label,
+        optional,
+        scalar,
+        target,
+        kind,
+        indexed,
+        check,
+        required,
+        _NOTHING if blank is None and not optional else blank,
+    )
+
+
+#: Empty values by field kind: one reference has none; lists, dicts and sets are copied.
+_BLANKS: Final[dict[Any, Any]] = {
+    str: "",
+    int: 0,
+    float: 0.0,
+    bool: False,
+    list: [],
+    dict: {},
+    set: set(),
+    "list": [],
+    "dict": {},
+}
 
 
 def _arg(tp: Any, i: int) -> Any:

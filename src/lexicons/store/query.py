@@ -82,6 +82,11 @@ class QueryResult(Sequence[M], Generic[M]):
     def __repr__(self) -> str:
         return f"<QueryResult {self.model.__name__} × {len(self._rows)}>"
 
+    @property
+    def empty(self) -> bool:
+        """True when nothing matched (the original's ``db.query(...).empty``)."""
+        return not self._rows
+
     def first(self) -> M | None:
         """The first row, or None when nothing matched."""
         return self._rows[0] if self._rows else None

@@ -22,7 +22,7 @@ import msgspec
 
 from ..errors import StorageError
 from .indexes import Table
-from .models import Model, Schema
+from .models import Model, Schema, copy_value
 
 __all__ = ["FILE_NAME", "DurableStore", "load_json", "migrate_json", "save_json"]
 
@@ -92,32 +92,66 @@ def migrate_json(path: Path, schema: Schema) -> str | None:
         raise StorageError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(objects, list):
         raise StorageError(f"{path}: expected a JSON array of rows")
-    added: set[str] = set()
-    removed: set[str] = set()
-    rows = [
-        _upgrade(f"{path}: row {i}", obj, schema, added, removed) for i, obj in enumerate(objects)
-    ]
+    changes = _Changes()
+    rows = [_upgrade(f"{path}: row {i}", obj, schema, changes) for i, obj in enumerate(objects)]
     _check_rows(str(path), schema, rows)
-    if added or removed:
+    if changes:
         save_json(path, rows)
-    return f"{path}: {len(rows)} rows{_changes(added, removed)}"
+    return f"{path}: {len(rows)} rows{changes}"
 
 
-def _upgrade(where: str, obj: Any, schema: Schema, added: set[str], removed: set[str]) -> Model:
-    """One stored row to the current model: drop removed fields, default new ones, check."""
+class _Changes:
+    """What migrating one model's rows changed: fields added, removed, filled in."""
+
+    __slots__ = ("added", "removed", "filled")
+
+    def __init__(self) -> None:
+        self.added: set[str] = set()
+        self.removed: set[str] = set()
+        #: New fields without a default, and the empty value they were given.
+        self.filled: dict[str, Any] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.added:
+            parts.append("added " + ", ".join(sorted(self.added)))
+        if self.removed:
+            parts.append("removed " + ", ".join(sorted(self.removed)))
+        for name, value in sorted(self.filled.items()):
+            parts.append(f"{name} has no default: filled with {value!r}")
+        return f" ({'; '.join(parts)})" if parts else " (already current)"
+
+
+def _upgrade(where: str, obj: Any, schema: Schema, changes: _Changes) -> Model:
+    """One stored row to the current model: drop removed fields, default new ones, check.
+
+    A new field without a default gets its type's empty value (``""``, ``0``, ``[]``,
+    ``None``...), as the original's migrate did; one whose type has none (a datetime,
+    a reference) cannot be filled in and fails, naming it.
+    """
     if not isinstance(obj, dict):
         raise StorageError(f"{where}: expected a JSON object")
     gone = obj.keys() - schema.names
     for name in gone:
         del obj[name]
-    removed |= gone
-    added |= schema.names - obj.keys()
+    changes.removed |= gone
+    new = schema.names - obj.keys()
+    changes.added |= new
+    for name in new:
+        info = schema.fields[name]
+        if info.required and info.blank is not msgspec.NODEFAULT:
+            obj[name] = copy_value(info.blank)
+            changes.filled[name] = info.blank
     try:
         return msgspec.convert(obj, schema.cls)
     except msgspec.ValidationError as exc:
         raise StorageError(
             f"{where}: cannot convert to model {schema.name}: {exc} "
-            "(a new field needs a default; a changed type needs the data changed by hand)"
+            "(a new field of this type needs a default; a changed type needs the data "
+            "changed by hand)"
         ) from None
 
 
@@ -130,15 +164,6 @@ def _check_rows(where: str, schema: Schema, rows: list[Model]) -> None:
         for name, check in schema.checks:
             if problem := check(getattr(row, name)):
                 raise StorageError(f"{where}: {schema.name} {row.pk}: {name}: {problem}")
-
-
-def _changes(added: set[str], removed: set[str]) -> str:
-    parts = []
-    if added:
-        parts.append("added " + ", ".join(sorted(added)))
-    if removed:
-        parts.append("removed " + ", ".join(sorted(removed)))
-    return f" ({'; '.join(parts)})" if parts else " (already current)"
 
 
 # --- the durable SQLite store ---------------------------------------------------------
@@ -274,29 +299,20 @@ class DurableStore:
                 if schema is None:
                     lines.append(f"{self.path}: table {name} has no model (left unchanged)")
                     continue
-                added: set[str] = set()
-                removed: set[str] = set()
+                changes = _Changes()
                 stored = conn.execute(f'SELECT seq, data FROM "{name}" ORDER BY seq').fetchall()
+                where = f"{self.path}: table {name}"
                 rows = [
-                    (
-                        seq,
-                        _upgrade(
-                            f"{self.path}: table {name}, row {seq}",
-                            _json(data),
-                            schema,
-                            added,
-                            removed,
-                        ),
-                    )
+                    (seq, _upgrade(f"{where}, row {seq}", _json(data), schema, changes))
                     for seq, data in stored
                 ]
-                _check_rows(f"{self.path}: table {name}", schema, [row for _, row in rows])
-                if added or removed:
+                _check_rows(where, schema, [row for _, row in rows])
+                if changes:
                     conn.executemany(
                         f'UPDATE "{name}" SET pk = ?, data = ? WHERE seq = ?',
                         [(row.pk, _encode(row).decode(), seq) for seq, row in rows],
                     )
-                lines.append(f"{self.path}: {name}: {len(rows)} rows{_changes(added, removed)}")
+                lines.append(f"{self.path}: {name}: {len(rows)} rows{changes}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
