@@ -685,3 +685,28 @@ async def test_a_raising_header_is_logged_with_its_traceback_in_debug(
         assert "raise ConnectionError" in text and __file__ in text
     else:
         assert "Traceback" not in text and "in lookup_account" in text  # where it raised
+
+
+class Welcome(module.Header):
+    """The original's way: greet with self.send and subscribe, inside the header."""
+
+    def execute(self, ws: Any = None, sv: Any = None, header: str = "", **kwargs: Any) -> bool:
+        self.send(ws, {"Welcome": header})
+        sv.channels["Lobby"].subscribe(ws.pk)
+        return header != "refuse"
+
+
+async def test_header_send_and_subscribe_take_effect_on_admission_only() -> None:
+    from lexicons import Server
+    from lexicons.testing import HandshakeFailed, TestClient
+
+    app = Server(Welcome)
+    lobby = app.channel("Lobby")
+    async with TestClient(app) as client:
+        ada = await client.connect(headers={"Welcome": "ada"})
+        assert await ada.receive() == {"Welcome": "ada"}
+        with pytest.raises(HandshakeFailed):
+            await client.connect(headers={"Welcome": "refuse"})
+        assert list(lobby.subscribers) == list(app.connections)
+        app.broadcast({"news": 1}, "Lobby")
+        assert await ada.receive() == {"news": 1}
