@@ -312,7 +312,8 @@ def test_an_annotation_naming_a_class_defined_later_waits_for_open() -> None:
         ({"ratio": float("nan")}, r"Everything\.ratio: nan cannot be stored"),
         (
             {"ints": [1, "2"]},
-            r"Everything\.ints: expected list\[int\], got list \(.*\$\.ints\[1\]",
+            r"Everything\.ints: expected list\[int\], got list "
+            r"\(Expected `int`, got `str` - at `\$\[1\]`\)",
         ),
         ({"nested": {1: [float("inf")]}}, r"Everything\.nested: inf cannot be stored"),
         ({"mapping": {1: "x"}}, r"Everything\.mapping: untyped dict keys must be str"),

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 import pytest
+from conftest import SmallDisk
 from durable_writer import Entry, expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -182,7 +183,8 @@ def test_load_checks_every_file_before_changing_any_table(tmp_path: Path) -> Non
     [
         ('[{"text": 5}]', r"Sample\.json: does not match model Sample: Expected `str`"),
         ('[{"colour": "red"}]', r"unknown field `colour`.*python app\.py migrate"),
-        ('[{"pk": "a"}, {"pk": "a"}]', "pk 'a' is empty or repeated"),
+        ('[{"pk": "a"}, {"pk": "a"}]', "Sample pk 'a' is repeated"),
+        ('[{"pk": ""}]', r"row '': Sample\.pk: expected a non-empty str"),
         ("{}", "does not match model Sample"),
         ("", "not valid JSON"),
     ],
@@ -489,3 +491,85 @@ def test_a_closed_durable_database_opens_again_from_its_file(tmp_path: Path) -> 
         db.create(Kind, label="second")
     with Database(MODELS, data=tmp_path, durable=True) as again:
         assert [k.label for k in again.query(Kind)] == ["kept", "second"]
+
+
+# --- a full disk, a read-only directory ---------------------------------------------------
+
+
+class Blob(Model):
+    label: Annotated[str, Index] = ""
+    body: str = ""
+
+
+def blob_state(db: Database) -> list[tuple[str, str, str]]:
+    return [(b.pk, b.label, b.body) for b in db.query(Blob)]
+
+
+def test_a_full_disk_fails_the_commit_undoes_it_and_recovers(small_disk: SmallDisk) -> None:
+    data = small_disk.path / "data"
+    db = Database([Blob], data=data, durable=True)
+    db.open()
+    kept = [db.create(Blob, label=f"k{i}", body="x" * 500) for i in range(20)]
+    db.commit()
+    acknowledged = blob_state(db)
+    small_disk.fill()
+    for attempt in range(2):  # retrying while the disk is still full fails the same way
+        db.create(Blob, label="new", body="y" * 200_000)
+        db.update(Blob, kept[0], label="changed", body="z" * 1000)
+        db.drop(Blob, kept[1])
+        with pytest.raises(StorageError, match=r"cannot write: .*\(the disk is full"):
+            db.commit()
+        assert blob_state(db) == acknowledged, attempt  # undone in memory, too
+        assert db.get(Blob, kept[0].pk) is kept[0] and kept[0].label == "k0"
+        assert db.get(Blob, label="k1") is kept[1]  # indexes restored
+        assert db.get(Blob, label="new") is None and db.get(Blob, label="changed") is None
+    with pytest.raises(StorageError, match="cannot write"):
+        db.save()  # the JSON files fail alike, and leave nothing half-written behind
+    assert not [p.name for p in data.iterdir() if p.suffix in (".json", ".tmp")]
+    small_disk.free()
+    db.create(Blob, label="new", body="y" * 200_000)
+    db.update(Blob, kept[0], label="changed")
+    db.drop(Blob, kept[1])
+    db.commit()
+    after = blob_state(db)
+    db.close()
+    with Database([Blob], data=data, durable=True) as again:
+        assert blob_state(again) == after
+
+
+def test_a_read_only_directory_fails_clearly_and_serves_again_once_writable(
+    small_disk: SmallDisk,
+) -> None:
+    """A store on a read-only mount refuses to open (durable writes could not be kept)."""
+    data = small_disk.path / "data"
+    with Database([Blob], data=data, durable=True) as db:
+        first = db.create(Blob, label="first")
+    small_disk.remount("ro")
+    try:
+        with pytest.raises(StorageError, match=rf"{data / FILE_NAME}: cannot open .*read"):
+            Database([Blob], data=data, durable=True).open()
+        memory = Database([Blob], data=data)
+        memory.create(Blob, label="unsaved")
+        with pytest.raises(StorageError, match=r"Blob\.json: cannot write: .*Read-only"):
+            memory.save()
+    finally:
+        small_disk.remount("rw")
+    with Database([Blob], data=data, durable=True) as again:
+        assert blob_state(again) == [(first.pk, "first", "")]
+        again.create(Blob, label="second")
+    with Database([Blob], data=data, durable=True) as again:
+        assert [b.label for b in again.query(Blob)] == ["first", "second"]
+
+
+def test_save_replaces_no_file_unless_every_file_is_written(small_disk: SmallDisk) -> None:
+    data = small_disk.path
+    db = Database([Kind, Blob], data=data)
+    db.create(Kind, label="old")
+    db.save()
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert set(before) == {"Kind.json", "Blob.json"}
+    db.create(Kind, label="new")  # Kind.json is written first and fits...
+    db.create(Blob, body="b" * 600_000)  # ...Blob.json cannot fit on the disk at all
+    with pytest.raises(StorageError, match=r"Blob\.json: cannot write"):
+        db.save()
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before  # and no .tmp left

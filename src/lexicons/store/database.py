@@ -201,10 +201,12 @@ class Database:
     def _load_table(self, table: Table) -> None:
         assert self._store is not None
         stored = self._store.load(table.schema)
+        table.log = None
         table.clear()
         for seq, row in stored:
             table.insert(row, seq)
-        table.log, table.reset = {}, False
+        table.log = {}
+        table.committed()
 
     def _count(self) -> int:
         return sum(len(t.rows) for t in self._tables.values())
@@ -212,12 +214,22 @@ class Database:
     def commit(self) -> None:
         """Durable mode: write every change since the last commit in one transaction.
 
-        Free when nothing changed or when not durable. On StorageError the changes stay
-        pending and the next commit tries again.
+        Free when nothing changed or when not durable. When the file cannot be written
+        (a full disk, a read-only directory) it raises StorageError and rolls the
+        changes since the last commit back in memory too, so the store stays what the
+        file holds: nothing a client was not told about survives, and the next write
+        works again once the disk does.
         """
         if self._changed:
             assert self._store is not None
-            self._store.commit(self._tables.values())
+            try:
+                self._store.commit(self._tables.values())
+            except StorageError:
+                for table in self._tables.values():
+                    table.rollback()
+                self._changed = False
+                log.warning("commit failed: the changes since the last commit were undone")
+                raise
             self._changed = False
 
     def close(self) -> None:
@@ -402,8 +414,10 @@ class Database:
                 raise QueryError(
                     f"get_or_create({table.schema.name}) takes field=value only, not {key}"
                 )
-        found = self._one(table, fields) if fields else None
-        return found if found is not None else self.create(model, **fields)
+        # Checked as create would check them, so that a bad value is the same error here.
+        values = {name: table.schema.value(name, value) for name, value in fields.items()}
+        found = self._one(table, values) if values else None
+        return found if found is not None else self.create(model, **values)
 
     @overload
     def update(self, model: type[M], query: Selection, /, **fields: Any) -> QueryResult[M]: ...
@@ -421,7 +435,7 @@ class Database:
         rows = self._rows(table, query)
         if "pk" in fields:
             raise IntegrityError(f"{schema.name}.pk cannot be changed")
-        values = {name: schema.coerce(name, value) for name, value in fields.items()}
+        values = {name: schema.value(name, value) for name, value in fields.items()}
         if schema.refs:
             self._check_refs(table, values, None, None)
         if table.dated:
@@ -539,10 +553,14 @@ class Database:
     # --- files ----------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write each model's rows to ``<data>/<Model>.json`` (readable, indented JSON)."""
+        """Write each model's rows to ``<data>/<Model>.json`` (readable, indented JSON).
+
+        No file is replaced unless every file could be written (StorageError otherwise).
+        """
         self._resolve(final=True)
-        for name, table in self._tables.items():
-            save_json(Path(self.data) / f"{name}.json", table.rows.values())
+        save_json(
+            {Path(self.data) / f"{name}.json": t.rows.values() for name, t in self._tables.items()}
+        )
 
     def load(self) -> None:
         """Replace each model's rows with its ``<data>/<Model>.json``, when the file exists.

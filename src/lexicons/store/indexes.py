@@ -292,10 +292,23 @@ class Table:
     """One model's rows: by pk, in creation order, with the indexes of its fields.
 
     ``seqs`` numbers rows in creation order (the SQLite rowid in durable mode). ``log``
-    collects the rows changed since the last commit (``None`` until durable).
+    collects the rows changed since the last commit (``None`` until durable), and
+    ``undo`` what those changes replaced, so that a failed commit can be rolled back.
     """
 
-    __slots__ = ("schema", "rows", "seqs", "next_seq", "indexes", "dated", "plans", "log", "reset")
+    __slots__ = (
+        "schema",
+        "rows",
+        "seqs",
+        "next_seq",
+        "indexes",
+        "dated",
+        "plans",
+        "log",
+        "reset",
+        "undo",
+        "committed_seq",
+    )
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
@@ -310,6 +323,11 @@ class Table:
         self.log: dict[int, Model | None] | None = None
         #: True when the durable copy must be rewritten whole (after ``load()``).
         self.reset = False
+        #: Committed rows changed or deleted since the last commit: seq -> (the row, the
+        #: values its changed fields had). Rows numbered from ``committed_seq`` on are
+        #: new since then and need no entry: rolling back removes them.
+        self.undo: dict[int, tuple[Model, dict[str, Any]]] = {}
+        self.committed_seq = 1
 
     def insert(self, row: Model, seq: int | None = None) -> None:
         """Add a new row (its pk is not present)."""
@@ -334,6 +352,13 @@ class Table:
 
     def update(self, row: Model, values: dict[str, Any]) -> None:
         """Set checked ``values`` on a stored row, in place, moving it between index buckets."""
+        if self.log is not None:
+            seq = self.seqs[row.pk]
+            if seq < self.committed_seq and not self.reset:
+                old = self.undo.setdefault(seq, (row, {}))[1]
+                for name in values:
+                    if name not in old:
+                        old[name] = getattr(row, name)
         moved = []
         for name, index in self.indexes.items():
             if name in values:
@@ -359,10 +384,17 @@ class Table:
             index.discard(getattr(row, name), row)
         if self.log is not None:
             self.log[seq] = None
+            if seq < self.committed_seq and not self.reset:
+                self.undo.setdefault(seq, (row, {}))
         return row
 
     def clear(self) -> None:
         """Drop every row (before a load replaces the table)."""
+        if self.log is not None and not self.reset:
+            for pk, row in self.rows.items():
+                seq = self.seqs[pk]
+                if seq < self.committed_seq:
+                    self.undo.setdefault(seq, (row, {}))
         self.rows.clear()
         self.seqs.clear()
         self.next_seq = 1
@@ -370,6 +402,49 @@ class Table:
         if self.log is not None:
             self.log.clear()
             self.reset = True
+
+    def committed(self) -> None:
+        """The durable copy now holds every change: start a new log."""
+        if self.log is not None:
+            self.log.clear()
+        self.undo.clear()
+        self.reset = False
+        self.committed_seq = self.next_seq
+
+    def rollback(self) -> None:
+        """Undo every change since the last commit, in memory (after a failed commit).
+
+        Rows keep their identity: an updated row gets its old values back in place, a
+        deleted one comes back, a new one goes.
+        """
+        log, self.log = self.log, None  # restoring is not a change to write
+        if log is None:
+            return
+        restored = False
+        if self.reset:
+            self.rows.clear()
+            self.seqs.clear()
+            self.indexes = {name: FieldIndex(name) for name in self.schema.indexed}
+        else:
+            for seq, row in log.items():
+                if seq >= self.committed_seq and row is not None and self.rows.get(row.pk) is row:
+                    self.delete(row.pk)
+        setters = self.schema.setters
+        for seq, (row, old) in sorted(self.undo.items()):
+            if self.rows.get(row.pk) is row:
+                self.update(row, old)
+                continue
+            for name, value in old.items():
+                setters[name](row, value)
+            self.insert(row, seq)
+            restored = True
+        if restored:  # back in creation order, which scans and results rely on
+            seqs = self.seqs
+            self.rows = dict(sorted(self.rows.items(), key=lambda item: seqs[item[0]]))
+        self.next_seq = self.committed_seq
+        self.log = {}
+        self.undo.clear()
+        self.reset = False
 
     def in_order(self, rows: list[Model]) -> list[Model]:
         """``rows`` sorted into creation order."""

@@ -11,16 +11,17 @@ mode; a crash loses at most what was never committed, and never half a row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ..errors import StorageError
+from ..errors import IntegrityError, StorageError
 from .indexes import Table
 from .models import Model, Schema, copy_value
 
@@ -39,19 +40,51 @@ _encode = msgspec.json.Encoder().encode
 # --- JSON files ---------------------------------------------------------------------
 
 
-def save_json(path: Path, rows: Iterable[Model]) -> None:
-    """Write rows as an indented JSON array, replacing ``path`` only once fully written."""
-    body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
-    tmp = path.with_name(f".{path.name}.tmp")
+def save_json(files: Mapping[Path, Iterable[Model]]) -> None:
+    """Write each file's rows as an indented JSON array, all or nothing.
+
+    Every file is written to a temporary name and flushed to disk first; only when all
+    are written are they renamed into place, so a full disk or a crash while writing
+    leaves every old file as it was (a crash among the renames, a few microseconds,
+    can leave some files new and others old, each whole).
+    """
+    written: list[tuple[Path, Path]] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as file:
-            file.write(body)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        for path, rows in files.items():
+            body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
+            tmp = path.with_name(f".{path.name}.tmp")
+            written.append((tmp, path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as file:
+                file.write(body)
+                file.flush()
+                os.fsync(file.fileno())
     except OSError as exc:
-        raise StorageError(f"{path}: cannot write: {exc}") from exc
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):  # a read-only disk refuses even this
+                tmp.unlink(missing_ok=True)
+        raise StorageError(f"{written[-1][1]}: cannot write: {exc}") from exc
+    for tmp, path in written:
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write: {exc}") from exc
+    for folder in {path.parent for _, path in written}:
+        _sync_directory(folder)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (where the platform allows it)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened, renames are durable there
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        raise StorageError(f"{folder}: cannot write: {exc}") from exc
+    finally:
+        os.close(handle)
 
 
 def _read(path: Path) -> bytes | None:
@@ -96,7 +129,7 @@ def migrate_json(path: Path, schema: Schema) -> str | None:
     rows = [_upgrade(f"{path}: row {i}", obj, schema, changes) for i, obj in enumerate(objects)]
     _check_rows(str(path), schema, rows)
     if changes:
-        save_json(path, rows)
+        save_json({path: rows})
     return f"{path}: {len(rows)} rows{changes}"
 
 
@@ -156,14 +189,16 @@ def _upgrade(where: str, obj: Any, schema: Schema, changes: _Changes) -> Model:
 
 
 def _check_rows(where: str, schema: Schema, rows: list[Model]) -> None:
+    """Rows read back: each checked as a new row would be, and no pk twice."""
     seen: set[str] = set()
     for row in rows:
-        if not row.pk or row.pk in seen:
-            raise StorageError(f"{where}: {schema.name} pk {row.pk!r} is empty or repeated")
+        try:
+            schema.verify(row)
+        except IntegrityError as exc:
+            raise StorageError(f"{where}: row {row.pk!r}: {exc}") from None
+        if row.pk in seen:
+            raise StorageError(f"{where}: {schema.name} pk {row.pk!r} is repeated")
         seen.add(row.pk)
-        for name, check in schema.checks:
-            if problem := check(getattr(row, name)):
-                raise StorageError(f"{where}: {schema.name} {row.pk}: {name}: {problem}")
 
 
 # --- the durable SQLite store ---------------------------------------------------------
@@ -182,9 +217,14 @@ class DurableStore:
         self._conn: sqlite3.Connection | None = None
 
     def _fail(self, doing: str, exc: BaseException) -> StorageError:
+        name = getattr(exc, "sqlite_errorname", "")
         hint = ""
         if "locked" in str(exc):
             hint = " (another process has it open: durable mode allows one process per file)"
+        elif name == "SQLITE_FULL":
+            hint = " (the disk is full: writes fail until space is freed)"
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN")):
+            hint = " (the file or its directory cannot be written: read-only or failing)"
         return StorageError(f"{self.path}: cannot {doing}: {exc}{hint}")
 
     def open(self) -> None:
@@ -276,13 +316,18 @@ class DurableStore:
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._abort()
             raise self._fail("write", exc) from exc
         for table in dirty:
-            if table.log:
-                table.log.clear()
-            table.reset = False
+            table.committed()
+
+    def _abort(self) -> None:
+        """Roll back a transaction that failed; the file keeps the last commit."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # SQLite rolls back on its own when it must
+            log.warning("%s: rollback after a failed write: %s", self.path, exc)
 
     def migrate(self, schemas: Iterable[Schema]) -> list[str]:
         """Bring every model's table to the current fields, in one transaction."""
