@@ -74,3 +74,27 @@ async def test_sigkill_loses_no_acknowledged_write(process: type[Process], tmp_p
         assert json.loads(await ws.recv())["count"] == len(rows)
     code, _, err = server.stop(signal.SIGTERM)
     assert code == 0, err
+
+
+async def test_a_broadcast_never_leaves_before_its_write_is_committed(
+    process: type[Process], tmp_path: Path
+) -> None:
+    """A listener told about a write by a broadcast finds it after a SIGKILL."""
+    server, url = start(process, tmp_path)
+    told = []
+    try:
+        async with connect(url) as listener, connect(url) as writer:
+            await listener.send(json.dumps({"listen": {}, "ref": 1}))
+            assert json.loads(await listener.recv())["listen"] is True
+            for n in range(3):  # no reply goes to the writer: only the broadcast tells
+                await writer.send(json.dumps({"announce": {"n": n, "text": f"t{n}"}}))
+                told.append(json.loads(await asyncio.wait_for(listener.recv(), 10))["announce"])
+            server.popen.send_signal(signal.SIGKILL)
+    finally:
+        server.popen.kill()
+        server.popen.communicate()
+    from lexicons import Database
+    from tests.apps.durable_app import Note
+
+    with Database([Note], data=str(tmp_path), durable=True) as db:
+        assert {(note.pk, note.n) for note in db.query(Note)} == {(t["pk"], t["n"]) for t in told}

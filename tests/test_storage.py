@@ -359,6 +359,36 @@ def test_load_in_durable_mode_rewrites_the_durable_tables(tmp_path: Path) -> Non
         assert [s.text for s in db.query(Sample)] == ["from json"]
 
 
+def test_rows_a_load_dropped_stay_dropped_after_reopen(tmp_path: Path) -> None:
+    """The commit after load() rewrites the table whole: no old row comes back."""
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        kept = db.create(Kind, label="kept")
+        db.save()
+        db.create(Kind, label="dropped by the load")
+        db.create(Kind, label="this one too")
+        db.commit()
+        db.load()
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        assert [(k.pk, k.label) for k in db.query(Kind)] == [(kept.pk, "kept")]
+
+
+def test_an_update_alone_is_a_change_to_commit(tmp_path: Path) -> None:
+    """Each kind of write counts in db.changes and reaches the file at the next commit."""
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        row = db.create(Kind, label="before")
+        db.commit()
+        changes = db.changes
+        db.update(Kind, row, label="after")
+        assert db.changes > changes
+        db.commit()
+        changes = db.changes
+        db.drop(Kind, db.create(Kind, label="gone"))
+        assert db.changes >= changes + 2
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        assert [k.label for k in db.query(Kind)] == ["after"]
+
+
 def test_a_corrupt_durable_file_fails_at_open_naming_it(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
     path.write_bytes(b"this is not a database, but it is someone's data" * 100)

@@ -2,9 +2,10 @@
 
 import sys
 
-from lexicons import Model, Server
+from lexicons import Model, Response, Server
 
 app = Server(durable=True, debug=False)
+app.channel("News")
 
 
 @app.model
@@ -21,6 +22,19 @@ def write(db, n: int, text: str) -> str:
 @app.signal
 def count(db) -> int:
     return len(db.query(Note))
+
+
+@app.signal
+def listen(ws, sv) -> bool:
+    sv.channels["News"].subscribe(ws.pk)
+    return True
+
+
+@app.signal
+def announce(db, n: int, text: str) -> Response:
+    """Write, then tell the listeners (and not the sender): told means stored."""
+    note = db.create(Note, n=n, text=text)
+    return Response({"pk": note.pk, "n": n}, ["News"])
 
 
 if __name__ == "__main__":
