@@ -603,3 +603,21 @@ def test_save_replaces_no_file_unless_every_file_is_written(small_disk: SmallDis
     with pytest.raises(StorageError, match=r"Blob\.json: cannot write"):
         db.save()
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before  # and no .tmp left
+
+
+def test_a_value_json_cannot_hold_fails_the_commit_or_save_cleanly(tmp_path: Path) -> None:
+    """Text with a lone surrogate comes only from Python code (JSON cannot carry it)."""
+    with Database(MODELS, data=tmp_path / "durable", durable=True) as db:
+        kept = db.create(Kind, label="kept")
+        db.commit()
+        db.create(Kind, label="bad \ud800")
+        with pytest.raises(StorageError, match="table Kind: a row cannot be written as JSON"):
+            db.commit()
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]  # rolled back
+        db.create(Kind, label="next")
+        db.commit()  # the transaction was closed: writing goes on
+    memory = Database(MODELS, data=tmp_path / "files")
+    memory.create(Kind, label="bad \ud800")
+    with pytest.raises(StorageError, match=r"Kind\.json: a row cannot be written as JSON"):
+        memory.save()
+    assert not list((tmp_path / "files").glob("*"))

@@ -25,7 +25,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Generic, TypeVar
 
@@ -305,22 +305,17 @@ class Schema:
     #: constrained values.
     detailed: frozenset[str]
 
-    def build(self, values: dict[str, Any]) -> Model:
-        """Validate ``values`` and return a new row; raises IntegrityError naming the field.
+    #: ``build(values)``: validate a new row's values and return the row; raises
+    #: IntegrityError naming the field. msgspec checks every value in one pass; when it
+    #: refuses, :meth:`value` is run field by field to name the culprit (msgspec's
+    #: message is never parsed). Compiled for the model (see :func:`_compile_checks`).
+    build: Callable[[dict[str, Any]], Model] = field(init=False)
+    #: ``verify(row, given=all fields)``: what msgspec cannot check, on the ``given``
+    #: fields of a row msgspec built; raises IntegrityError naming the field.
+    verify: Callable[..., None] = field(init=False)
 
-        msgspec checks every value in one pass; when it refuses, :meth:`value` is run
-        field by field to name the culprit (msgspec's message is never parsed).
-        """
-        if self.refs:
-            for info in self.refs:
-                if info.name in values:
-                    values[info.name] = pk_of(values[info.name], info.ref_kind)
-        try:
-            row = _convert(values, self.cls)
-        except msgspec.ValidationError as exc:
-            raise self._culprit(values, exc) from None
-        self.verify(row, values)
-        return row
+    def __post_init__(self) -> None:
+        self.build, self.verify = _compile_checks(self)
 
     def value(self, name: str, value: Any) -> Any:
         """Validate one field's new value (``update``); returns it as stored."""
@@ -342,18 +337,6 @@ class Schema:
             self._check_pk(value)
         return value
 
-    def verify(self, row: Model, names: Iterable[str] | None = None) -> None:
-        """Check what msgspec cannot on a row it built: ``names``' values (all when None)."""
-        given = self.names if names is None else names
-        for fname in self.floats:
-            value = getattr(row, fname)
-            if value - value != 0.0 and fname in given:  # inf - inf and nan - nan are nan
-                raise IntegrityError(f"{self.name}.{fname}: {_finite(value)}")
-        for fname, check in self.checks:
-            if fname in given and (problem := check(getattr(row, fname))):
-                raise IntegrityError(f"{self.name}.{fname}: {problem}")
-        self._check_pk(row.pk)
-
     def _check_pk(self, pk: str) -> None:
         if not pk:  # only a given pk can be empty
             raise IntegrityError(f"{self.name}.pk: expected a non-empty str")
@@ -372,6 +355,62 @@ class Schema:
             elif info.required:
                 return IntegrityError(f"{self.name}.{name}: a value is required")
         return IntegrityError(f"{self.name}: {exc}")  # pragma: no cover - each field passed
+
+
+def _compile_checks(schema: Schema) -> tuple[Callable[..., Model], Callable[..., None]]:
+    """Generate ``build`` and ``verify`` for one model, with its checks written inline.
+
+    Generated source, as query plans are: a create runs one Python function instead of
+    a loop over checks and a call per check. Both functions share the same check lines,
+    so a new row and a row read back are checked alike. Field names are identifiers
+    (checked at registration); the model name and checks are passed as variables.
+    """
+    checks = []
+    for fname in schema.floats:  # inf - inf and nan - nan are nan
+        checks.append(
+            f"    v = row.{fname}\n"
+            f"    if v - v != 0.0 and {fname!r} in given:\n"
+            f"        raise IntegrityError(name + '.{fname}: ' + finite(v))\n"
+        )
+    for fname, _ in schema.checks:
+        checks.append(
+            f"    if {fname!r} in given and (problem := extra[{fname!r}](row.{fname})):\n"
+            f"        raise IntegrityError(name + '.{fname}: ' + problem)\n"
+        )
+    checks.append(
+        "    if not row.pk:  # only a given pk can be empty\n"
+        "        raise IntegrityError(name + '.pk: expected a non-empty str')\n"
+    )
+    refs = "".join(
+        f"    if {info.name!r} in values:\n"
+        f"        values[{info.name!r}] = pk_of(values[{info.name!r}], {info.ref_kind!r})\n"
+        for info in schema.refs
+    )
+    source = (
+        f"def build(values):\n{refs}"
+        "    try:\n"
+        "        row = convert(values, cls)\n"
+        "    except ValidationError as exc:\n"
+        "        raise culprit(values, exc) from None\n"
+        "    given = values\n"
+        f"{''.join(checks)}"
+        "    return row\n"
+        f"def verify(row, given=names):\n{''.join(checks)}"
+    )
+    namespace: dict[str, Any] = {
+        "IntegrityError": IntegrityError,
+        "ValidationError": msgspec.ValidationError,
+        "convert": _convert,
+        "cls": schema.cls,
+        "culprit": schema._culprit,
+        "extra": dict(schema.checks),
+        "finite": _finite,
+        "name": schema.name,
+        "names": schema.names,
+        "pk_of": pk_of,
+    }
+    exec(compile(source, f"<lexicons checks of {schema.name}>", "exec"), namespace)
+    return namespace["build"], namespace["verify"]
 
 
 def copy_value(value: Any) -> Any:

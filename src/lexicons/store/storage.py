@@ -51,7 +51,10 @@ def save_json(files: Mapping[Path, Iterable[Model]]) -> None:
     written: list[tuple[Path, Path]] = []
     try:
         for path, rows in files.items():
-            body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
+            try:
+                body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
+            except (TypeError, ValueError) as exc:  # a str with a lone surrogate, say
+                raise StorageError(f"{path}: a row cannot be written as JSON: {exc}") from exc
             tmp = path.with_name(f".{path.name}.tmp")
             written.append((tmp, path))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,16 +311,15 @@ class DurableStore:
                     conn.executemany(f'DELETE FROM "{name}" WHERE seq = ?', gone)
                 conn.executemany(
                     f'INSERT OR REPLACE INTO "{name}" (seq, pk, data) VALUES (?, ?, ?)',
-                    [
-                        (seq, row.pk, _encode(row).decode())
-                        for seq, row in changes.items()
-                        if row is not None
-                    ],
+                    _records(name, changes),
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._abort()
             raise self._fail("write", exc) from exc
+        except StorageError:
+            self._abort()
+            raise
         for table in dirty:
             table.committed()
 
@@ -378,6 +380,16 @@ class DurableStore:
                 raise self._fail("close", exc) from exc
             finally:
                 self._conn = None
+
+
+def _records(name: str, changes: dict[int, Model | None]) -> list[tuple[int, str, str]]:
+    """``(seq, pk, JSON)`` of the rows written since the last commit."""
+    try:
+        return [
+            (seq, row.pk, _encode(row).decode()) for seq, row in changes.items() if row is not None
+        ]
+    except (TypeError, ValueError) as exc:  # UnicodeError is a ValueError
+        raise StorageError(f"table {name}: a row cannot be written as JSON: {exc}") from exc
 
 
 def _json(data: str) -> Any:
