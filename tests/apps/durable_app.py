@@ -4,7 +4,8 @@ import sys
 
 from lexicons import Model, Response, Server
 
-app = Server(durable=True, debug=False)
+# Every connection is admitted; a Visit header, when sent, writes a row first.
+app = Server(durable=True, debug=False, gate=lambda results: True)
 app.channel("News")
 
 
@@ -22,6 +23,13 @@ def write(db, n: int, text: str) -> str:
 @app.signal
 def count(db) -> int:
     return len(db.query(Note))
+
+
+@app.header
+def Visit(db, header: str) -> bool:
+    """A header that writes: admitted means stored."""
+    db.create(Note, n=-1, text=header)
+    return True
 
 
 @app.signal
