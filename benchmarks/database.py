@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from lexicons.database import Database
-from lexicons.models import Index, Model, Ref, new_pk
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref, new_pk
 
 __all__ = ["OPERATIONS", "durable_ratios", "main", "run", "table"]
 

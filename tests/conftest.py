@@ -116,6 +116,7 @@ def chromium_path() -> str | None:
 
 __all__ = [
     "Process",
+    "SmallDisk",
     "chromium_path",
     "client_frame",
     "echo_app",
@@ -130,6 +131,50 @@ __all__ = [
 
 ROOT = Path(__file__).parent.parent
 SERVING = re.compile(r"serving on (wss?://[^\s\"]+)")
+
+
+class SmallDisk:
+    """A tmpfs of a few hundred KiB mounted for one test: fill it, make it read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        """Take every free byte, so that the next write fails with ENOSPC."""
+        with open(self._filler, "ab", buffering=0) as file:
+            try:
+                while True:
+                    file.write(b"\0" * 4096)
+            except OSError:
+                pass
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def remount(self, mode: str) -> None:
+        """``"ro"`` or ``"rw"``: writes to files already open fail too while read-only."""
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 512 KiB tmpfs under tmp_path; needs root (mount), skipped with the reason otherwise."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a small tmpfs needs root and mount(8) to be mounted; not running as root")
+    path = tmp_path / "small-disk"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mount -t tmpfs failed: {mounted.stderr.decode().strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        # Lazily when a failed test left a file open on it: the mount never outlives the test.
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 @pytest.fixture

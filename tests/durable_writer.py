@@ -10,8 +10,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from lexicons.database import Database
-from lexicons.models import Model
+from lexicons.store.database import Database
+from lexicons.store.models import Model
 
 __all__ = ["Entry", "expected", "main"]
 

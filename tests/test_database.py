@@ -5,15 +5,19 @@ The examples in docs/model.md and docs/database.md run in tests/test_docs.py.
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import pytest
 
-from lexicons.database import Database
 from lexicons.errors import IntegrityError, QueryError, StorageError
-from lexicons.models import Index, Model, Ref
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
+from lexicons.store.storage import FILE_NAME
 
 
 class Company(Model):
@@ -230,3 +234,83 @@ def test_a_durable_database_refuses_writes_before_open(tmp_path: Path) -> None:
     db.create(Company, name="acme")
     db.close()
     assert db.query(Company).first() is not None  # still readable after close
+
+
+# --- one validation on every path ------------------------------------------------------
+
+
+class Strict(Model):
+    name: str = ""
+    ratio: float = 0.0
+    count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    bag: list = []  # untyped: JSON values only
+    tagged: dict[str, list[float]] = {}
+
+
+#: (field, value, what the error says): values every write path must refuse.
+BAD = [
+    ("name", 5, r"Strict\.name: expected str, got int$"),
+    ("ratio", math.nan, r"Strict\.ratio: nan cannot be stored"),
+    ("ratio", -math.inf, r"Strict\.ratio: -inf cannot be stored"),
+    ("count", -1, r"Strict\.count: expected int, got int \(Expected `int` >= 0\)"),
+    ("bag", [("a", 1)], r"Strict\.bag: tuple values cannot be stored"),
+    ("bag", [{1: "x"}], r"Strict\.bag: untyped dict keys must be str"),
+    ("tagged", {"a": [1.0, math.inf]}, r"Strict\.tagged: inf cannot be stored"),
+    (
+        "tagged",
+        {"a": ["x"]},
+        r"Strict\.tagged: expected dict\[str, list\[float\]\], got dict \("
+        r"Expected `float`, got `str` - at `\$\[\.\.\.\]\[0\]`\)",
+    ),
+    ("pk", "", r"Strict\.pk: expected a non-empty str"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD)
+@pytest.mark.parametrize("path", ["create", "create(row)", "update", "get_or_create"])
+def test_every_write_path_refuses_the_same_values(
+    path: str, field: str, value: object, message: str
+) -> None:
+    db = Database([Strict])
+    db.open()
+    kept = db.create(Strict, name="kept")
+    before = msgspec.structs.asdict(kept)
+    if path == "update" and field == "pk":
+        message = r"Strict\.pk cannot be changed"  # any pk, before its value is read
+    with pytest.raises(IntegrityError, match=message):
+        if path == "create":
+            db.create(Strict, **{field: value})
+        elif path == "create(row)":
+            db.create(Strict(**{field: value}))
+        elif path == "update":
+            db.update(Strict, kept, **{field: value})
+        else:
+            db.get_or_create(Strict, **{field: value})
+    assert [msgspec.structs.asdict(row) for row in db.query(Strict)] == [before]
+
+
+#: The JSON-expressible ones, as stored rows: every read path refuses them too.
+STORED = [
+    ('{"pk": "a", "name": 5}', r"Expected `str`, got `int` - at `\$\[0\]\.name`"),
+    ('{"pk": "a", "count": -1}', r"Expected `int` >= 0"),
+    ('{"pk": "a", "ratio": 1e999}', r"Number out of range"),
+    ('{"pk": ""}', r"Strict\.pk: expected a non-empty str"),
+]
+
+
+@pytest.mark.parametrize(("row", "message"), STORED)
+def test_every_read_path_refuses_the_same_values(tmp_path: Path, row: str, message: str) -> None:
+    (tmp_path / "Strict.json").write_text(f"[{row}]")
+    with pytest.raises(StorageError, match=message):
+        Database([Strict], data=tmp_path).load()
+    with pytest.raises(StorageError, match=message.replace(r"\$\[0\]", r"\$")):
+        Database([Strict], data=tmp_path).migrate()
+    # The durable file: a row written behind the store's back is refused at open.
+    durable = tmp_path / "durable"
+    with Database([Strict], data=durable, durable=True):
+        pass
+    with sqlite3.connect(durable / FILE_NAME) as conn:
+        conn.execute('INSERT INTO "Strict" (seq, pk, data) VALUES (1, ?, ?)', ("a", row))
+    conn.close()
+    with pytest.raises(StorageError, match=message.replace(r"\$\[0\]", r"\$")):
+        Database([Strict], data=durable, durable=True).open()

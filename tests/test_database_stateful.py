@@ -7,6 +7,7 @@ and in durable mode across restarts.
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from typing import Annotated, Any
@@ -24,9 +25,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from lexicons.database import Database
-from lexicons.errors import IntegrityError, QueryError
-from lexicons.models import Index, Model, Ref
+from lexicons.errors import IntegrityError, QueryError, StorageError
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
 
 
 class Owner(Model):
@@ -306,9 +307,51 @@ class Store(RuleBasedStateMachine):
 
 
 class DurableStore(Store):
-    """The same, in durable mode, with restarts in between."""
+    """The same, in durable mode, with restarts and failing commits in between.
+
+    A commit that fails rolls the store back to the last commit, in memory as on disk:
+    the reference goes back to its copy from then.
+    """
 
     durable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed()
+
+    def committed(self) -> None:
+        self.saved = (copy.deepcopy(self.rows), copy.deepcopy(self.owners), self.db.changes)
+        self.held = {item.pk: item for item in self.db.query(Item)}
+
+    @rule()
+    def commit(self) -> None:
+        self.db.commit()
+        self.committed()
+
+    @rule()
+    def failing_commit(self) -> None:
+        """SQLite refuses the write (as on a full disk): the changes are undone."""
+        rows, owners, changes = self.saved
+        conn = self.db._store.conn  # type: ignore[union-attr]
+        conn.set_progress_handler(lambda: 1, 1)  # abort every statement: a real SQLite error
+        try:
+            if self.db.changes == changes:
+                self.db.commit()  # nothing to write: nothing to fail
+            else:
+                with pytest.raises(StorageError, match="cannot write: interrupted"):
+                    self.db.commit()
+        finally:
+            conn.set_progress_handler(None, 0)
+        self.rows, self.owners = copy.deepcopy(rows), copy.deepcopy(owners)
+        for pk, item in self.held.items():  # the rows held before are the rows restored
+            if pk in self.rows:
+                assert self.db.get(Item, pk) is item
+        self.committed()
+
+    @rule()
+    def restart(self) -> None:
+        super().restart()
+        self.committed()
 
 
 TestStore = Store.TestCase

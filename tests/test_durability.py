@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Process
-from websockets.asyncio.client import connect
+from conftest import Process, SmallDisk
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 APP = Path(__file__).parent / "apps" / "durable_app.py"
@@ -141,3 +141,85 @@ async def test_a_full_disk_answers_storage_error_to_the_writer_and_spares_the_ot
             await ws.send(json.dumps({"count": {}, "ref": "after"}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["ref"] == "after"
     server.popen.kill()
+
+
+async def test_a_broadcast_never_leaves_before_its_write_is_committed(
+    process: type[Process], tmp_path: Path
+) -> None:
+    """A listener told about a write by a broadcast finds it after a SIGKILL."""
+    server, url = start(process, tmp_path)
+    told = []
+    try:
+        async with contextlib.AsyncExitStack() as clients:
+            listener = await clients.enter_async_context(connect(url))
+            await listener.send(json.dumps({"listen": {}, "ref": 1}))
+            assert json.loads(await listener.recv())["listen"] is True
+            for n in range(3):  # a writer each: an announce never finishes
+                writer = await clients.enter_async_context(connect(url))
+                await writer.send(json.dumps({"announce": {"n": n, "text": f"t{n}"}}))
+                told.append(json.loads(await asyncio.wait_for(listener.recv(), 10))["announce"])
+            server.popen.send_signal(signal.SIGKILL)
+    finally:
+        server.popen.kill()
+        server.popen.communicate()
+    from lexicons import Database
+    from tests.apps.durable_app import Note
+
+    with Database([Note], data=str(tmp_path), durable=True) as db:
+        assert {(note.pk, note.n) for note in db.query(Note)} == {(t["pk"], t["n"]) for t in told}
+
+
+async def test_a_row_a_header_writes_survives_sigkill(
+    process: type[Process], tmp_path: Path
+) -> None:
+    """Admitted means told: the row the handshake's header wrote is kept."""
+    server, url = start(process, tmp_path)
+    try:
+        async with connect(url, additional_headers={"Visit": "first visit"}):
+            server.popen.send_signal(signal.SIGKILL)
+    except ConnectionClosed:
+        pass
+    finally:
+        server.popen.kill()
+        server.popen.communicate()
+    from lexicons import Database
+    from tests.apps.durable_app import Note
+
+    with Database([Note], data=str(tmp_path), durable=True) as db:
+        assert [note.text for note in db.query(Note)] == ["first visit"]
+
+
+async def call(ws: ClientConnection, signal_name: str, ref: int, **payload: object) -> dict:
+    await ws.send(json.dumps({signal_name: payload, "ref": ref}))
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("ref") == ref:
+            return message  # type: ignore[no-any-return]
+
+
+async def test_a_full_disk_fails_only_the_writes_and_recovers(
+    process: type[Process], small_disk: SmallDisk
+) -> None:
+    """The write that cannot be stored gets an error; readers and the writer stay."""
+    data = small_disk.path / "data"
+    server, url = start(process, data)
+    try:
+        async with connect(url) as reader, connect(url) as writer:
+            assert "write" in await call(writer, "write", 1, n=0, text="kept")
+            small_disk.fill()
+            failed = await call(writer, "write", 2, n=1, text="x" * 200_000)
+            assert failed["Errors"][0]["signal"] == "write", failed
+            assert (await call(reader, "count", 3))["count"] == 1  # reads go on
+            assert (await call(writer, "count", 4))["count"] == 1  # nothing half-kept
+            small_disk.free()
+            assert "write" in await call(writer, "write", 5, n=2, text="after")
+            assert (await call(reader, "count", 6))["count"] == 2
+            server.popen.send_signal(signal.SIGKILL)
+    finally:
+        server.popen.kill()
+        server.popen.communicate()
+    from lexicons import Database
+    from tests.apps.durable_app import Note
+
+    with Database([Note], data=str(data), durable=True) as db:
+        assert [note.text for note in db.query(Note)] == ["kept", "after"]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lexicons.errors import InvalidPayload, RegistrationError
 from lexicons.handlers import inspect_handler
+from lexicons.store.models import Model
 
 
 def test_injects_only_what_is_asked_for() -> None:
@@ -204,3 +205,87 @@ def test_partials_and_callable_objects_are_validated() -> None:
         h = inspect_handler(target, "H")
         with pytest.raises(InvalidPayload, match="int"):
             h.payload.from_json(b'{"value": "x"}')
+
+
+# --- payloads decoded into Model rows -----------------------------------------------------
+
+
+class Note(Model):
+    text: Annotated[str, msgspec.Meta(min_length=1)]
+    stars: int = 0
+    tags: list[str] = []
+
+
+class Draft(Model, client_pk=True):
+    text: str = ""
+
+
+def test_a_model_parameter_receives_a_validated_row_with_a_server_made_pk() -> None:
+    def post(ws: Any, note: Note) -> Any:
+        return note
+
+    h = inspect_handler(post, "Post")
+    first = h.payload.from_json(b'{"text": "hi", "tags": ["a"]}')["note"]
+    second = h.payload.from_json(b'{"text": "hi", "tags": ["a"]}')["note"]
+    assert type(first) is Note and (first.text, first.stars, first.tags) == ("hi", 0, ["a"])
+    assert first.pk != second.pk and len(first.pk) == 36
+    assert h.payload.from_object({"text": "x"})["note"].text == "x"  # the header path
+    with pytest.raises(InvalidPayload, match=r"Expected `int`, got `str` - at `\$\.stars`"):
+        h.payload.from_json(b'{"text": "hi", "stars": "many"}')
+    with pytest.raises(InvalidPayload, match=r"length >= 1 - at `\$\.text`"):
+        h.payload.from_json(b'{"text": ""}')
+    with pytest.raises(InvalidPayload, match=r"unknown field `colour`"):
+        h.payload.from_json(b'{"text": "hi", "colour": "red"}')
+
+
+@pytest.mark.parametrize("pk", [b'"chosen"', b"null", b"1", b'""'])
+def test_a_client_sent_pk_is_an_invalid_payload_naming_pk(pk: bytes) -> None:
+    def post(note: Note) -> Any: ...
+
+    def several(note: Note, room: str) -> Any: ...
+
+    h = inspect_handler(post, "Post")
+    with pytest.raises(InvalidPayload, match=r"`pk` is chosen by the server.* at `\$\.pk`"):
+        h.payload.from_json(b'{"text": "hi", "pk": ' + pk + b"}")
+    with pytest.raises(InvalidPayload, match="`pk` is chosen by the server"):
+        h.payload.from_object({"text": "hi", "pk": "chosen"})
+    h = inspect_handler(several, "Several")
+    with pytest.raises(InvalidPayload, match="`pk` is chosen by the server"):
+        h.payload.from_json(b'{"room": "r", "note": {"text": "hi", "pk": ' + pk + b"}}")
+
+
+def test_a_model_among_several_parameters_or_optional() -> None:
+    def several(note: Note, room: str, extra: Note | None = None) -> Any: ...
+
+    h = inspect_handler(several, "Several")
+    kwargs = h.payload.from_json(b'{"room": "r", "note": {"text": "a"}}')
+    assert (type(kwargs["note"]), kwargs["room"], kwargs["extra"]) == (Note, "r", None)
+    kwargs = h.payload.from_json(b'{"room": "r", "note": {"text": "a"}, "extra": {"text": "b"}}')
+    assert kwargs["extra"].text == "b" and kwargs["extra"].pk != kwargs["note"].pk
+
+
+def test_client_pk_lets_the_client_choose() -> None:
+    def save(draft: Draft) -> Any: ...
+
+    def many(drafts: list[Draft]) -> Any: ...
+
+    h = inspect_handler(save, "Save")
+    assert h.payload.from_json(b'{"pk": "mine", "text": "t"}')["draft"].pk == "mine"
+    assert len(h.payload.from_json(b'{"text": "t"}')["draft"].pk) == 36
+    assert inspect_handler(many, "Many").payload.from_json(b'{"drafts": [{"pk": "a"}]}') == {
+        "drafts": [Draft(pk="a")]
+    }
+
+
+class Wrapper(msgspec.Struct):
+    notes: dict[str, Note]
+
+
+def test_a_model_hidden_in_a_container_is_refused_at_registration() -> None:
+    def listed(notes: list[Note]) -> Any: ...
+
+    def wrapped(box: Wrapper, other: int) -> Any: ...
+
+    for handler in (listed, wrapped):
+        with pytest.raises(RegistrationError, match="would let the client choose its pk"):
+            inspect_handler(handler, "H")

@@ -656,3 +656,57 @@ async def test_credentials_are_never_logged_caplog(caplog: pytest.LogCaptureFixt
     assert "Invalid enum value" in caplog.text
     assert secret not in caplog.text
     assert all(secret not in (o.reason or "") for o in results)
+
+
+def crashing_login(header: str) -> bool:
+    return lookup_account(header)
+
+
+def lookup_account(token: str) -> bool:
+    raise ConnectionError(f"account store unreachable for {token}")
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+async def test_a_raising_header_is_logged_with_its_traceback_in_debug(
+    caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    """Debug on (the lexicons loggers at DEBUG): the frames, never the value sent."""
+    caplog.set_level(level, logger="lexicons")
+    secret = "S3crTokenValue42"
+    handler = inspect_handler(crashing_login, "Login")
+    (outcome,) = await run_headers([handler], build([place("Login", secret, "query")]), caller())
+    assert outcome.reason == "raised ConnectionError: account store unreachable for ***"
+    (record,) = [r for r in caplog.records if "raised ConnectionError" in r.getMessage()]
+    text = record.getMessage()
+    assert secret not in caplog.text
+    if level == logging.DEBUG:
+        assert "Traceback (most recent call last):" in text
+        assert "in crashing_login" in text and "in lookup_account" in text
+        assert "raise ConnectionError" in text and __file__ in text
+    else:
+        assert "Traceback" not in text and "in lookup_account" in text  # where it raised
+
+
+class Welcome(module.Header):
+    """The original's way: greet with self.send and subscribe, inside the header."""
+
+    def execute(self, ws: Any = None, sv: Any = None, header: str = "", **kwargs: Any) -> bool:
+        self.send(ws, {"Welcome": header})
+        sv.channels["Lobby"].subscribe(ws.pk)
+        return header != "refuse"
+
+
+async def test_header_send_and_subscribe_take_effect_on_admission_only() -> None:
+    from lexicons import Server
+    from lexicons.testing import HandshakeFailed, TestClient
+
+    app = Server(Welcome)
+    lobby = app.channel("Lobby")
+    async with TestClient(app) as client:
+        ada = await client.connect(headers={"Welcome": "ada"})
+        assert await ada.receive() == {"Welcome": "ada"}
+        with pytest.raises(HandshakeFailed):
+            await client.connect(headers={"Welcome": "refuse"})
+        assert list(lobby.subscribers) == list(app.connections)
+        app.broadcast({"news": 1}, "Lobby")
+        assert await ada.receive() == {"news": 1}

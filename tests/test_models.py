@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lexicons import models
-from lexicons.database import Database
 from lexicons.errors import IntegrityError, RegistrationError, SchemaError
-from lexicons.models import Index, Model, Ref, Reference, analyze, new_pk
+from lexicons.store import models
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref, Reference, analyze, new_pk
 
 
 class Author(Model):
@@ -312,7 +312,8 @@ def test_an_annotation_naming_a_class_defined_later_waits_for_open() -> None:
         ({"ratio": float("nan")}, r"Everything\.ratio: nan cannot be stored"),
         (
             {"ints": [1, "2"]},
-            r"Everything\.ints: expected list\[int\], got list \(.*\$\.ints\[1\]",
+            r"Everything\.ints: expected list\[int\], got list "
+            r"\(Expected `int`, got `str` - at `\$\[1\]`\)",
         ),
         ({"nested": {1: [float("inf")]}}, r"Everything\.nested: inf cannot be stored"),
         ({"mapping": {1: "x"}}, r"Everything\.mapping: untyped dict keys must be str"),
@@ -393,3 +394,72 @@ def test_any_value_either_builds_a_row_that_round_trips_or_raises(name: str, val
         assert str(exc).startswith(f"Everything.{name}: ")
     else:
         assert msgspec.json.decode(msgspec.json.encode(row), type=Everything) == row
+
+
+# --- written the original's way ---------------------------------------------------------
+
+
+class Chat(Model):
+    sent: int = 0
+    body: str  # required, after a field with a default: keyword-only is inherited
+
+
+class Reply(Chat):
+    to: Ref[Chat]  # and again in a subclass of a subclass
+
+
+def test_a_required_field_may_follow_one_with_a_default() -> None:
+    chat = Chat(body="hi")
+    assert (chat.sent, chat.body) == (0, "hi")
+    assert Reply(body="re", to=chat.pk).to == chat.pk
+    assert msgspec.convert({"body": "x"}, Chat).sent == 0
+    with pytest.raises(TypeError):
+        Chat("positional")  # type: ignore[misc]
+    with pytest.raises(IntegrityError, match=r"Chat\.body: a value is required"):
+        Database([Chat]).create(Chat, sent=1)
+
+
+def test_the_original_underscore_helpers() -> None:
+    chat = Chat(body="hi", sent=3)
+    assert chat._to_dict() == {"pk": chat.pk, "sent": 3, "body": "hi"}
+    assert list(chat._to_dict()) == chat._fields() == ["pk", "sent", "body"]
+    assert Reply._fields() == ["pk", "sent", "body", "to"]
+    assert (chat._name, chat["body"]) == ("Chat", "hi")
+    with pytest.raises(KeyError):
+        chat["_name"]
+    assert (Everything()._snake_name, Author(email="")._snake_name) == ("everything", "author")
+
+    class HTTPChatMessage(Model):
+        pass
+
+    assert HTTPChatMessage()._snake_name == "http_chat_message"
+
+
+def test_to_dict_is_a_copy_that_cannot_change_the_row() -> None:
+    row = Everything(ints=[1], scores={"a": 1.0}, tags={"t"}, nested={1: [2.0]})
+    copied = row._to_dict()
+    copied["ints"].append(2)
+    copied["scores"]["b"] = 2.0
+    copied["tags"].add("u")
+    copied["nested"][1].append(3.0)
+    copied["extra"] = True  # as the original example adds a key before sending
+    assert (row.ints, row.scores, row.tags, row.nested) == ([1], {"a": 1.0}, {"t"}, {1: [2.0]})
+
+
+def test_client_pk_is_a_class_option_inherited_by_subclasses() -> None:
+    class Draft(Model, client_pk=True):
+        text: str = ""
+
+    class Note(Draft):
+        pass
+
+    class Closed(Note, client_pk=False):
+        pass
+
+    assert (Model._client_pk, Draft._client_pk, Note._client_pk, Closed._client_pk) == (
+        False,
+        True,
+        True,
+        False,
+    )
+    assert "_client_pk" not in Draft.__struct_fields__

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lexicons.database import Database
-from lexicons.database_index import SortedKeys
 from lexicons.errors import QueryError
-from lexicons.models import Index, Model, Ref
-from lexicons.query import OPERATORS, QueryResult
+from lexicons.store.database import Database
+from lexicons.store.indexes import SortedKeys
+from lexicons.store.models import Index, Model, Ref
+from lexicons.store.query import OPERATORS, QueryResult
 
 
 class Team(Model):
@@ -387,3 +387,11 @@ def test_sorted_keys_ranges(
     assert (61 in keys) is False and keys.set(61, None) is False
     rebuilt = TinyKeys.of(sorted(values), [f"holder {v}" for v in sorted(values)])
     assert list(rebuilt.range(lo, lo_incl, hi, hi_incl, reverse)) == expected
+
+
+def test_empty_says_whether_anything_matched() -> None:
+    db = Database([Team, Player])
+    db.create(Player, name="Ada", age=36)
+    assert db.query(Player, name="Bob").empty
+    assert not db.query(Player, name="Ada").empty
+    assert db.query(Team).empty

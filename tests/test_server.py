@@ -10,6 +10,7 @@ import pytest
 from lexicons import (
     Channel,
     ConfigurationError,
+    Database,
     Header,
     Model,
     RegistrationError,
@@ -20,7 +21,7 @@ from lexicons import (
     Task,
     TaskError,
 )
-from lexicons.testing import TestClient
+from lexicons.testing import HandshakeFailed, TestClient
 
 
 class Public(Channel):
@@ -389,3 +390,116 @@ async def test_sync_handler_blocks_only_for_its_own_duration() -> None:
             *(p.call("work", n=10_000 * (i + 1)) for i, p in enumerate(peers))
         )
         assert results == [sum(range(10_000 * (i + 1))) for i in range(5)]
+
+
+# --- the original's arguments ---------------------------------------------------------------
+
+
+def test_a_single_trust_string_is_one_entry() -> None:
+    assert Server(trust="1.2.3.4").settings.trust == ["1.2.3.4"]
+    assert Server(trust="10.0.0.0/8", proxies="127.0.0.1").settings.proxies == ["127.0.0.1"]
+    assert Server(trust=("*",)).settings.trust == ["*"]
+
+
+async def test_a_trust_string_admits_that_address_only() -> None:
+    app = Server(trust="127.0.0.1")
+    async with TestClient(app) as client:
+        await client.connect()
+    async with TestClient(Server(trust="10.9.8.7")) as client:
+        with pytest.raises(HandshakeFailed) as refused:
+            await client.connect()
+        assert refused.value.status == 403
+
+
+async def test_on_log_hears_each_lifecycle_step_as_the_original_named_them() -> None:
+    heard: list[tuple[str, Any, bool]] = []
+
+    def on_log(
+        ws: Any = None,
+        sv: Any = None,
+        db: Any = None,
+        status: Any = None,
+        data: Any = None,
+        error: Any = None,
+    ) -> None:
+        heard.append((status, data, sv is app and db is app.db and ws is None))
+
+    app = Server(on_log=on_log)
+
+    @app.task.shutdown
+    def flush() -> None:
+        heard.append(("shutdown task", None, True))
+
+    async with TestClient(app):
+        heard.append(("serving", None, True))
+    assert [status for status, _, _ in heard] == [
+        "STARTING",
+        "serving",
+        "SHUTDOWN",
+        "CLEANUP-TASKS-STARTED",
+        "shutdown task",
+        "CLEANUP-TASKS-COMPLETE",
+    ]
+    assert all(injected for _, _, injected in heard)
+
+
+async def test_on_log_gets_only_the_keywords_it_names_and_cannot_break_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    statuses: list[str] = []
+
+    def short(status: str) -> None:
+        statuses.append(status)
+        if status == "STARTING":
+            raise RuntimeError("log sink down")
+
+    app = Server(on_log=short)
+    async with TestClient(app) as client:
+        await client.connect()
+    assert statuses[:2] == ["STARTING", "SHUTDOWN"]
+    assert "on_log failed at STARTING" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "on_log",
+    [lambda level, status: None, "not callable", lambda status, /: None],
+)
+def test_an_on_log_lexicons_cannot_call_is_refused(on_log: Any) -> None:
+    with pytest.raises(RegistrationError, match="on_log"):
+        Server(on_log=on_log)
+
+
+def test_an_async_on_log_is_refused() -> None:
+    async def on_log(status: str) -> None: ...
+
+    with pytest.raises(RegistrationError, match="not async"):
+        Server(on_log=on_log)
+
+
+async def test_a_database_passed_in_is_used_as_given(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Server(database=Database(data=..., durable=True)) serves durably from that directory."""
+    given = Database([User], data=str(tmp_path / "mine"), durable=True)
+    app = Server(database=given)
+
+    @app.signal
+    def add(db: Any, email: str) -> str:
+        return db.create(User, email=email).pk
+
+    async with TestClient(app) as client:
+        assert app.db is given and (given.durable, given.data) == (True, str(tmp_path / "mine"))
+        pk = await (await client.connect()).call("add", email="a@b")
+    assert (tmp_path / "mine" / "lexicons.sqlite3").exists()
+    with Database([User], data=str(tmp_path / "mine"), durable=True) as reopened:
+        assert reopened.get(User, pk) is not None
+    assert "not applied" not in caplog.text
+    async with TestClient(app, data=str(tmp_path / "other"), durable=False):
+        assert (given.durable, given.data) == (True, str(tmp_path / "mine"))
+    assert "setting data=" in caplog.text and "set it on that Database" in caplog.text
+
+
+def test_a_database_made_by_the_server_follows_the_settings(tmp_path: Any) -> None:
+    app = Server(data=str(tmp_path))
+    db = app.database_for(app.settings.replace(data=str(tmp_path / "x"), durable=True))
+    assert db is app.db and (db.data, db.durable) == (str(tmp_path / "x"), True)

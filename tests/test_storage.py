@@ -19,14 +19,15 @@ from typing import Annotated, Any
 
 import msgspec
 import pytest
+from conftest import SmallDisk
 from durable_writer import Entry, expected
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lexicons.database import Database
 from lexicons.errors import StorageError
-from lexicons.models import Index, Model, Ref
-from lexicons.storage import FILE_NAME
+from lexicons.store.database import Database
+from lexicons.store.models import Index, Model, Ref
+from lexicons.store.storage import FILE_NAME
 
 
 class Kind(Model):
@@ -182,7 +183,8 @@ def test_load_checks_every_file_before_changing_any_table(tmp_path: Path) -> Non
     [
         ('[{"text": 5}]', r"Sample\.json: does not match model Sample: Expected `str`"),
         ('[{"colour": "red"}]', r"unknown field `colour`.*python app\.py migrate"),
-        ('[{"pk": "a"}, {"pk": "a"}]', "pk 'a' is empty or repeated"),
+        ('[{"pk": "a"}, {"pk": "a"}]', "Sample pk 'a' is repeated"),
+        ('[{"pk": ""}]', r"row '': Sample\.pk: expected a non-empty str"),
         ("{}", "does not match model Sample"),
         ("", "not valid JSON"),
     ],
@@ -232,9 +234,61 @@ def test_migrate_json_adds_and_drops_fields(tmp_path: Path) -> None:
         (g.pk, g.name, 1.5) for g in gadgets
     ]
     assert "(already current)" in new.migrate()
-    with pytest.raises(StorageError, match="row 0: cannot convert.*`serial`.*needs a default"):
-        Database([required], data=tmp_path).migrate()
     assert Database([Kind], data=tmp_path / "empty").migrate().startswith("nothing to migrate")
+
+
+def test_migrate_fills_a_new_field_without_default_with_its_empty_value(tmp_path: Path) -> None:
+    """As the original did: "" for str, 0 for int, [] for a list, None for X | None."""
+    first, _, required = versions()
+    old = Database([first], data=tmp_path)
+    made = old.create(first, name="g")
+    old.save()
+    summary = Database([required], data=tmp_path).migrate()
+    assert summary == (
+        f"{tmp_path / 'Gadget.json'}: 1 rows (added serial; removed colour; "
+        "serial has no default: filled with 0)"
+    )
+    new = Database([required], data=tmp_path)
+    new.load()
+    assert [(g.pk, g.serial, g.name) for g in new.query(required)] == [(made.pk, 0, "g")]
+
+    class Gadget(Model):
+        name: str = ""
+        serial: int
+        tags: list[str]
+        kinds: set[int]
+        owner: Ref[Kind] | None
+        flag: bool
+
+    assert Database([Gadget, Kind], data=tmp_path).migrate() == (
+        f"{tmp_path / 'Gadget.json'}: 1 rows (added flag, kinds, owner, tags; "
+        "flag has no default: filled with False; kinds has no default: filled with set(); "
+        "owner has no default: filled with None; tags has no default: filled with [])"
+    )
+    loaded = Database([Gadget, Kind], data=tmp_path)
+    loaded.load()
+    row = loaded.get(Gadget, made.pk)
+    assert row is not None
+    assert (row.serial, row.tags, row.kinds, row.owner, row.flag) == (0, [], set(), None, False)
+
+
+class Dated(Model):
+    name: str = ""
+    since: datetime
+
+
+class Linked(Model):
+    name: str = ""
+    since: Ref[Linked]
+
+
+@pytest.mark.parametrize("model", [Dated, Linked])
+def test_migrate_refuses_a_new_field_whose_type_has_no_empty_value(
+    tmp_path: Path, model: type[Model]
+) -> None:
+    (tmp_path / f"{model.__name__}.json").write_text('[{"pk": "a", "name": "old"}]')
+    with pytest.raises(StorageError, match="row 0: cannot convert.*`since`.*needs a default"):
+        Database([model], data=tmp_path).migrate()
 
 
 # --- the durable store ----------------------------------------------------------------
@@ -303,6 +357,36 @@ def test_load_in_durable_mode_rewrites_the_durable_tables(tmp_path: Path) -> Non
     with Database(MODELS, data=tmp_path, durable=True) as db:
         assert [k.label for k in db.query(Kind)] == ["k0", "k1", "k2"]
         assert [s.text for s in db.query(Sample)] == ["from json"]
+
+
+def test_rows_a_load_dropped_stay_dropped_after_reopen(tmp_path: Path) -> None:
+    """The commit after load() rewrites the table whole: no old row comes back."""
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        kept = db.create(Kind, label="kept")
+        db.save()
+        db.create(Kind, label="dropped by the load")
+        db.create(Kind, label="this one too")
+        db.commit()
+        db.load()
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        assert [(k.pk, k.label) for k in db.query(Kind)] == [(kept.pk, "kept")]
+
+
+def test_an_update_alone_is_a_change_to_commit(tmp_path: Path) -> None:
+    """Each kind of write counts in db.changes and reaches the file at the next commit."""
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        row = db.create(Kind, label="before")
+        db.commit()
+        changes = db.changes
+        db.update(Kind, row, label="after")
+        assert db.changes > changes
+        db.commit()
+        changes = db.changes
+        db.drop(Kind, db.create(Kind, label="gone"))
+        assert db.changes >= changes + 2
+    with Database(MODELS, data=tmp_path, durable=True) as db:
+        assert [k.label for k in db.query(Kind)] == ["after"]
 
 
 def test_a_corrupt_durable_file_fails_at_open_naming_it(tmp_path: Path) -> None:
@@ -423,3 +507,117 @@ def test_sigkill_during_acknowledged_writes_loses_none(tmp_path: Path) -> None:
         assert len(pks) <= len(rows) <= len(pks) + 2  # at most one unacknowledged per run
         for n, row in enumerate(rows):
             assert msgspec.structs.asdict(row) == {**expected(n), "pk": row.pk}
+
+
+def test_a_closed_durable_database_opens_again_from_its_file(tmp_path: Path) -> None:
+    """A server object served twice in one process (tests, embedders) reopens its store."""
+    db = Database(MODELS, data=tmp_path, durable=True)
+    with db:
+        kept = db.create(Kind, label="kept")
+    with pytest.raises(StorageError, match="not open"):
+        db.create(Kind, label="lost")
+    with db:
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]
+        db.create(Kind, label="second")
+    with Database(MODELS, data=tmp_path, durable=True) as again:
+        assert [k.label for k in again.query(Kind)] == ["kept", "second"]
+
+
+# --- a full disk, a read-only directory ---------------------------------------------------
+
+
+class Blob(Model):
+    label: Annotated[str, Index] = ""
+    body: str = ""
+
+
+def blob_state(db: Database) -> list[tuple[str, str, str]]:
+    return [(b.pk, b.label, b.body) for b in db.query(Blob)]
+
+
+def test_a_full_disk_fails_the_commit_undoes_it_and_recovers(small_disk: SmallDisk) -> None:
+    data = small_disk.path / "data"
+    db = Database([Blob], data=data, durable=True)
+    db.open()
+    kept = [db.create(Blob, label=f"k{i}", body="x" * 500) for i in range(20)]
+    db.commit()
+    acknowledged = blob_state(db)
+    small_disk.fill()
+    for attempt in range(2):  # retrying while the disk is still full fails the same way
+        db.create(Blob, label="new", body="y" * 200_000)
+        db.update(Blob, kept[0], label="changed", body="z" * 1000)
+        db.drop(Blob, kept[1])
+        with pytest.raises(StorageError, match=r"cannot write: .*\(the disk is full"):
+            db.commit()
+        assert blob_state(db) == acknowledged, attempt  # undone in memory, too
+        assert db.get(Blob, kept[0].pk) is kept[0] and kept[0].label == "k0"
+        assert db.get(Blob, label="k1") is kept[1]  # indexes restored
+        assert db.get(Blob, label="new") is None and db.get(Blob, label="changed") is None
+    with pytest.raises(StorageError, match="cannot write"):
+        db.save()  # the JSON files fail alike, and leave nothing half-written behind
+    assert not [p.name for p in data.iterdir() if p.suffix in (".json", ".tmp")]
+    small_disk.free()
+    db.create(Blob, label="new", body="y" * 200_000)
+    db.update(Blob, kept[0], label="changed")
+    db.drop(Blob, kept[1])
+    db.commit()
+    after = blob_state(db)
+    db.close()
+    with Database([Blob], data=data, durable=True) as again:
+        assert blob_state(again) == after
+
+
+def test_a_read_only_directory_fails_clearly_and_serves_again_once_writable(
+    small_disk: SmallDisk,
+) -> None:
+    """A store on a read-only mount refuses to open (durable writes could not be kept)."""
+    data = small_disk.path / "data"
+    with Database([Blob], data=data, durable=True) as db:
+        first = db.create(Blob, label="first")
+    small_disk.remount("ro")
+    try:
+        with pytest.raises(StorageError, match=rf"{data / FILE_NAME}: cannot open .*read"):
+            Database([Blob], data=data, durable=True).open()
+        memory = Database([Blob], data=data)
+        memory.create(Blob, label="unsaved")
+        with pytest.raises(StorageError, match=r"Blob\.json: cannot write: .*Read-only"):
+            memory.save()
+    finally:
+        small_disk.remount("rw")
+    with Database([Blob], data=data, durable=True) as again:
+        assert blob_state(again) == [(first.pk, "first", "")]
+        again.create(Blob, label="second")
+    with Database([Blob], data=data, durable=True) as again:
+        assert [b.label for b in again.query(Blob)] == ["first", "second"]
+
+
+def test_save_replaces_no_file_unless_every_file_is_written(small_disk: SmallDisk) -> None:
+    data = small_disk.path
+    db = Database([Kind, Blob], data=data)
+    db.create(Kind, label="old")
+    db.save()
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    assert set(before) == {"Kind.json", "Blob.json"}
+    db.create(Kind, label="new")  # Kind.json is written first and fits...
+    db.create(Blob, body="b" * 600_000)  # ...Blob.json cannot fit on the disk at all
+    with pytest.raises(StorageError, match=r"Blob\.json: cannot write"):
+        db.save()
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before  # and no .tmp left
+
+
+def test_a_value_json_cannot_hold_fails_the_commit_or_save_cleanly(tmp_path: Path) -> None:
+    """Text with a lone surrogate comes only from Python code (JSON cannot carry it)."""
+    with Database(MODELS, data=tmp_path / "durable", durable=True) as db:
+        kept = db.create(Kind, label="kept")
+        db.commit()
+        db.create(Kind, label="bad \ud800")
+        with pytest.raises(StorageError, match="table Kind: a row cannot be written as JSON"):
+            db.commit()
+        assert [k.pk for k in db.query(Kind)] == [kept.pk]  # rolled back
+        db.create(Kind, label="next")
+        db.commit()  # the transaction was closed: writing goes on
+    memory = Database(MODELS, data=tmp_path / "files")
+    memory.create(Kind, label="bad \ud800")
+    with pytest.raises(StorageError, match=r"Kind\.json: a row cannot be written as JSON"):
+        memory.save()
+    assert not list((tmp_path / "files").glob("*"))

@@ -31,8 +31,7 @@ from typing import Annotated, Any
 
 from msgspec import Meta
 
-from lexicons import Connection, Database, Model, Response, Server, SignalError
-from lexicons.models import Index
+from lexicons import Connection, Database, Index, Model, Response, Server, SignalError
 
 HERE = Path(__file__).parent
 HISTORY = 50  # messages a joiner receives

@@ -24,7 +24,6 @@ from .brokers import Broker, LocalBroker
 from .channels import Channel, Channels
 from .client import Backoff, Client
 from .connection import Connection
-from .database import Database
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -45,11 +44,10 @@ from .errors import (
 )
 from .headers import Header
 from .lifecycle import Running
-from .models import Index, Model, Ref
-from .query import QueryResult
 from .server import Server
 from .settings import Settings
 from .signals import Response, Signal
+from .store import Database, Index, Model, QueryResult, Ref
 from .tasks import Task
 
 __all__ = [

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.datastructures import Headers
 
-from .models import new_pk
 from .protocol import encode
+from .store.models import new_pk
 
 if TYPE_CHECKING:
     from .network.session import Session

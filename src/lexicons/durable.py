@@ -28,6 +28,8 @@ class Store(Protocol):
 
     #: Durable writes so far: compared before and after a unit's sends.
     changes: int
+    #: Failed commits so far, each of which undid every uncommitted change.
+    rollbacks: int
 
     def commit(self) -> None: ...
 
@@ -35,11 +37,13 @@ class Store(Protocol):
 class Unit:
     """One piece of work, and whether its changes could be saved."""
 
-    __slots__ = ("saved", "error")
+    __slots__ = ("saved", "rollbacks", "error")
 
-    def __init__(self, saved: int) -> None:
+    def __init__(self, saved: int, rollbacks: int) -> None:
         #: ``store.changes`` when everything this unit wrote was last known saved.
         self.saved = saved
+        #: ``store.rollbacks`` at that moment.
+        self.rollbacks = rollbacks
         #: Why a commit failed; from then on nothing the unit sends leaves.
         self.error: StorageError | None = None
 
@@ -73,17 +77,23 @@ class Gate:
             return False
         store = self.store
         if store.changes != unit.saved:
+            if store.rollbacks != unit.rollbacks:
+                # Another unit's commit failed since this one wrote, and undid every
+                # uncommitted change, possibly this unit's own.
+                unit.error = StorageError("undone by a commit that failed meanwhile")
+                return False
             try:
                 store.commit()
             except StorageError as exc:
                 unit.error = exc
                 return False
             unit.saved = store.changes
+        unit.rollbacks = store.rollbacks
         return True
 
     def begin(self) -> tuple[Unit, Token[Unit | None]]:
         """Start a unit in the current context; pass the token to :meth:`leave`."""
-        unit = Unit(self.store.changes)
+        unit = Unit(self.store.changes, self.store.rollbacks)
         return unit, _current.set(unit)
 
     @staticmethod

@@ -79,6 +79,12 @@ class Header:
     def execute(self, ws: Any = None, sv: Any = None, db: Any = None, **kwargs: Any) -> bool:
         raise NotImplementedError(f"{type(self).__name__}.execute is not defined")
 
+    def send(self, ws: Any, payload: Any) -> Any:
+        """Send ``payload`` to the connection being checked (``ws.send``), as the original's
+        ``Header.send``: it arrives once the connection is admitted, and never if it is
+        refused. Returns what ``ws.send`` returns."""
+        return ws.send(payload)
+
 
 class HeaderRegistry(Mapping[str, Handler]):
     """Headers by name in registration order, which is the order of the gate's list.
@@ -450,8 +456,21 @@ def _judge(handler: Handler, raw: str, result: Any) -> HeaderOutcome:
 
 def _raised(handler: Handler, raw: str, exc: Exception) -> HeaderOutcome:
     reason = f"raised {type(exc).__name__}: {scrub(str(exc), raw, _parameters(handler))}"
-    logger.warning("header %s %s%s", handler.name, reason, _where(exc))
+    logger.warning("header %s %s%s%s", handler.name, reason, _where(exc), _traceback(exc))
     return HeaderOutcome(handler.name, False, reason, sent=True)
+
+
+def _traceback(exc: BaseException) -> str:
+    """With debug on (this logger at DEBUG): the frames of the header's exception.
+
+    Frames only (file, line, function, source line): the exception's own message may
+    quote the credential, so it goes through :func:`scrub` in the reason instead.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        return ""
+    return "\nTraceback (most recent call last):\n" + "".join(
+        traceback.format_list(traceback.extract_tb(exc.__traceback__))
+    ).rstrip("\n")
 
 
 # --- gate ----------------------------------------------------------------------------------

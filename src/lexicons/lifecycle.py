@@ -43,6 +43,9 @@ class Runnable(App, Protocol):
 
     def database_for(self, settings: Settings) -> Any: ...
 
+    def log_step(self, status: str, data: Any = None) -> None:
+        """Tell the application's ``on_log`` where the start or stop sequence is."""
+
 
 class Running:
     """A server started with :meth:`Server.serve`; use ``async with`` or ``await``.
@@ -98,6 +101,7 @@ class Running:
         ssl_context = settings.ssl_context()
         self._closed = asyncio.Event()
         app.running = self
+        app.log_step("STARTING")
         try:
             app.database_for(settings).open()
             self._steps.append("db")
@@ -106,7 +110,7 @@ class Running:
             app.channels.broker = broker
             await broker.start()
             self._steps.append("broker")
-            self._gate = Gate(app.db) if settings.durable else None
+            self._gate = Gate(app.db) if app.db.durable else None
             app.channels.gate = self._gate
             for hook in app.hooks["on_start"]:
                 await self._invoke(hook)
@@ -153,6 +157,7 @@ class Running:
             if self._closed is not None:
                 await self._closed.wait()
             return
+        self.app.log_step("SHUTDOWN")
         if self._keepalive is not None:
             self._keepalive.cancel()
         if self._server is not None:
@@ -169,8 +174,10 @@ class Running:
         app = self.app
         try:
             if "tasks" in self._steps:
+                app.log_step("CLEANUP-TASKS-STARTED")
                 await self.runner.stop_intervals()
                 await self.runner.run_shutdown()
+                app.log_step("CLEANUP-TASKS-COMPLETE")
             if "hooks" in self._steps:
                 for hook in app.hooks["on_shutdown"]:
                     try:

@@ -18,6 +18,7 @@ unchanged. Class-style components (``Signal``, ``Channel``, ``Header``, ``Task``
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -27,17 +28,16 @@ from .brokers import LocalBroker
 from .channels import Channel, Channels
 from .commands import main_for
 from .connection import Connection
-from .database import Database
 from .errors import RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
 from .layout import module_statement
 from .lifecycle import Running
-from .models import Model
 from .protocol import encode
 from .security import Origins, Trust
 from .settings import Settings
 from .signals import Signal, SignalRegistry
+from .store import Database, Model
 from .tasks import Task, TaskRegistry
 
 if TYPE_CHECKING:
@@ -52,6 +52,56 @@ C = TypeVar("C", bound=type)
 Gate = Callable[[list[bool]], Any]
 HookName = Literal["on_connect", "on_disconnect", "on_start", "on_shutdown"]
 HOOKS: tuple[HookName, ...] = ("on_connect", "on_disconnect", "on_start", "on_shutdown")
+#: Settings that hold a list of names, where a single string means one entry.
+_LISTS = frozenset({"proxies", "origins"})
+
+
+def _names(value: Any) -> Any:
+    """``"1.2.3.4"`` is one entry, not the list of its characters; other values unchanged."""
+    return [value] if isinstance(value, str) else value
+
+
+class LogStep:
+    """Calls the original's ``on_log`` with the keywords it takes.
+
+    The original called ``on_log(status=..., data=..., sv=..., db=...)`` at each step of
+    the server's life; a function that names only some of them gets only those.
+    """
+
+    __slots__ = ("func", "_takes")
+
+    _OFFERED = ("status", "data", "sv", "db", "ws", "error")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        if not callable(func) or inspect.iscoroutinefunction(func):
+            raise RegistrationError(f"on_log: {func!r} must be a plain (not async) function")
+        try:
+            parameters = inspect.signature(func).parameters.values()
+        except (TypeError, ValueError) as exc:
+            raise RegistrationError(f"on_log: cannot read the signature: {exc}") from exc
+        names = {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        extra = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        missing = [
+            p.name
+            for p in parameters
+            if p.default is p.empty
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            and p.name not in self._OFFERED
+        ]
+        if missing or any(p.kind is p.POSITIONAL_ONLY for p in parameters):
+            raise RegistrationError(
+                f"on_log: lexicons calls it with keywords among "
+                f"{', '.join(self._OFFERED)}; it cannot supply {missing or 'positional-only'}"
+            )
+        self.func = func
+        self._takes = self._OFFERED if extra else tuple(n for n in self._OFFERED if n in names)
+
+    def __call__(self, status: str, data: Any, sv: Any) -> None:
+        offered = {"status": status, "data": data, "sv": sv, "db": sv.db, "ws": None}
+        try:
+            self.func(**{name: offered.get(name) for name in self._takes})
+        except Exception:
+            logger.exception("on_log failed at %s", status)
 
 
 class Server:
@@ -70,8 +120,9 @@ class Server:
         host: str = "localhost",
         port: int = 5000,
         debug: bool = True,
-        trust: Sequence[str] = ("*",),
+        trust: Sequence[str] | str = ("*",),
         gate: Gate = all,
+        on_log: Callable[..., Any] | None = None,
         on_connect: Callable[..., Any] | None = None,
         on_disconnect: Callable[..., Any] | None = None,
         on_start: Callable[..., Any] | None = None,
@@ -90,8 +141,8 @@ class Server:
                 protocol=protocol,
                 debug=debug,
                 data=data,
-                trust=list(trust),
-                **settings,
+                trust=list(_names(trust)),
+                **{k: _names(v) if k in _LISTS else v for k, v in settings.items()},
             )
         except TypeError as exc:
             raise RegistrationError(f"Server: {exc}") from None
@@ -99,7 +150,11 @@ class Server:
         if self.settings.origins is not None:
             Origins(self.settings.origins)
         self.gate: Gate = check_gate(gate)
+        #: A Database passed in is used as given; only one made here follows the settings.
+        self._own_database = database is None
         self.db: Database = database if database is not None else Database(data=data)
+        #: The original's ``on_log(status=..., ...)``, called at each lifecycle step.
+        self.on_log: LogStep | None = LogStep(on_log) if on_log is not None else None
         #: Live connections of this process by pk.
         self.connections: dict[str, Connection] = {}
         self.channels = Channels(self.connections, LocalBroker())
@@ -277,11 +332,41 @@ class Server:
             return self.running.runner.tasks
         return self.task.infos()
 
+    @property
+    def owns_database(self) -> bool:
+        """Whether the server made its Database (from ``data`` and ``durable``) rather than
+        being given one, which it then uses as given."""
+        return self._own_database
+
     def database_for(self, settings: Settings) -> Database:
-        """The app's database, pointed at the data directory and mode ``settings`` name."""
-        self.db.data = settings.data
-        self.db.durable = settings.durable
-        return self.db
+        """The app's database, pointed at the data directory and mode ``settings`` name.
+
+        A Database passed in as ``Server(database=...)`` is used as given: settings that
+        disagree with it are reported, never applied.
+        """
+        db = self.db
+        if self._own_database:
+            db.data = settings.data
+            db.durable = settings.durable
+            return db
+        defaults = Settings()
+        for name in ("data", "durable"):
+            wanted = getattr(settings, name)
+            if wanted != getattr(defaults, name) and wanted != getattr(db, name):
+                logger.warning(
+                    "setting %s=%r is not applied: the Database passed to Server() is used "
+                    "as given (%s=%r); set it on that Database",
+                    name,
+                    wanted,
+                    name,
+                    getattr(db, name),
+                )
+        return db
+
+    def log_step(self, status: str, data: Any = None) -> None:
+        """Tell ``on_log`` about a lifecycle step; a failing ``on_log`` is logged, not raised."""
+        if self.on_log is not None:
+            self.on_log(status, data, self)
 
     def serve(self, host: str | None = None, port: int | None = None, **settings: Any) -> Running:
         """Start serving inside the running event loop: ``async with app.serve(port=0) as s:``.

@@ -15,6 +15,8 @@ Class style (the original documents' style; both end in the same registry)::
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -45,7 +47,13 @@ class Signal:
     """Class-style signal: subclass it and define ``execute``; the name is the class name.
 
     ``execute`` receives the payload's fields as keyword arguments, plus ``ws``, ``sv`` and
-    ``db`` when it asks for them by name (``**kwargs`` receives all).
+    ``db`` when it asks for them by name (``**kwargs`` receives all). As in the original,
+    it may return ``self.response(payload, channels)`` (or the tuple ``(payload,
+    channels)``) to broadcast, or any other value to reply to the sender::
+
+        class GetData(Signal):
+            def execute(self, ws=None, **kwargs):
+                return self.response("Hello World!", ["Public"])
     """
 
     #: The name clients call; defaults to the class name.
@@ -53,6 +61,14 @@ class Signal:
 
     def execute(self, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.execute is not defined")
+
+    def response(self, payload: Any, channels: Iterable[str] | str) -> Response:
+        """A broadcast of ``payload`` to ``channels``, as ``{"<signal name>": payload}``."""
+        return Response(payload, channels)
+
+    def send(self, ws: Any, payload: Any) -> Any:
+        """Send ``payload`` to one connection only (``ws.send``); returns what it returns."""
+        return ws.send(payload)
 
 
 class SignalRegistry(Mapping[str, Handler]):
@@ -66,6 +82,8 @@ class SignalRegistry(Mapping[str, Handler]):
     ) -> Handler:
         """Register a function, a :class:`Signal` subclass or a Signal instance."""
         name, func = resolve_component(target, Signal, "signal", name)
+        if isinstance(getattr(func, "__self__", None), Signal):
+            func = _broadcasting_tuples(func)
         if name in self._handlers:
             existing = self._handlers[name].func
             raise RegistrationError(
@@ -89,8 +107,42 @@ class SignalRegistry(Mapping[str, Handler]):
         return len(self._handlers)
 
 
+def _broadcasting_tuples(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a class-style ``execute`` so that ``return payload, channels`` broadcasts.
+
+    The original's ``execute`` returned that tuple (``self.response`` built it), and the
+    server broadcast it; any other result passes through unchanged.
+    """
+    if inspect.iscoroutinefunction(execute):
+
+        @functools.wraps(execute)
+        async def run_async(**kwargs: Any) -> Any:
+            return as_response(await execute(**kwargs))
+
+        return run_async
+
+    @functools.wraps(execute)
+    def run(**kwargs: Any) -> Any:
+        return as_response(execute(**kwargs))
+
+    return run
+
+
+def as_response(result: Any) -> Any:
+    """``(payload, channels)`` as a :class:`Response` (channels: a name or a list, tuple or
+    set of names); anything else unchanged."""
+    if type(result) is tuple and len(result) == 2:
+        channels = result[1]
+        if isinstance(channels, str) or (
+            isinstance(channels, (list, tuple, set, frozenset))
+            and all(isinstance(channel, str) for channel in channels)
+        ):
+            return Response(result[0], channels)
+    return result
+
+
 def _describe(func: Callable[..., Any]) -> str:
-    owner = getattr(func, "__self__", None)
+    owner = getattr(getattr(func, "__wrapped__", func), "__self__", None)
     if owner is not None:
         return f"{type(owner).__module__}.{type(owner).__qualname__}"
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)!s}"

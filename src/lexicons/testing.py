@@ -110,7 +110,7 @@ class TestClient:
 
     async def __aenter__(self) -> TestClient:
         settings = dict(self._settings)
-        if "data" not in settings:
+        if "data" not in settings and self.app.owns_database:
             self._data = tempfile.TemporaryDirectory(prefix="lexicons-test-")
             settings["data"] = self._data.name
         try:

@@ -11,18 +11,19 @@ mode; a crash loses at most what was never committed, and never half a row.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from .database_index import Table
-from .errors import StorageError
-from .models import Model, Schema
+from ..errors import IntegrityError, StorageError
+from .indexes import Table
+from .models import Model, Schema, copy_value
 
 __all__ = ["FILE_NAME", "DurableStore", "load_json", "migrate_json", "save_json"]
 
@@ -39,19 +40,54 @@ _encode = msgspec.json.Encoder().encode
 # --- JSON files ---------------------------------------------------------------------
 
 
-def save_json(path: Path, rows: Iterable[Model]) -> None:
-    """Write rows as an indented JSON array, replacing ``path`` only once fully written."""
-    body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
-    tmp = path.with_name(f".{path.name}.tmp")
+def save_json(files: Mapping[Path, Iterable[Model]]) -> None:
+    """Write each file's rows as an indented JSON array, all or nothing.
+
+    Every file is written to a temporary name and flushed to disk first; only when all
+    are written are they renamed into place, so a full disk or a crash while writing
+    leaves every old file as it was (a crash among the renames, a few microseconds,
+    can leave some files new and others old, each whole).
+    """
+    written: list[tuple[Path, Path]] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as file:
-            file.write(body)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        for path, rows in files.items():
+            try:
+                body = msgspec.json.format(_encode(list(rows)), indent=2) + b"\n"
+            except (TypeError, ValueError) as exc:  # a str with a lone surrogate, say
+                raise StorageError(f"{path}: a row cannot be written as JSON: {exc}") from exc
+            tmp = path.with_name(f".{path.name}.tmp")
+            written.append((tmp, path))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as file:
+                file.write(body)
+                file.flush()
+                os.fsync(file.fileno())
     except OSError as exc:
-        raise StorageError(f"{path}: cannot write: {exc}") from exc
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):  # a read-only disk refuses even this
+                tmp.unlink(missing_ok=True)
+        raise StorageError(f"{written[-1][1]}: cannot write: {exc}") from exc
+    for tmp, path in written:
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot write: {exc}") from exc
+    for folder in {path.parent for _, path in written}:
+        _sync_directory(folder)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (where the platform allows it)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: directories cannot be opened, renames are durable there
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        raise StorageError(f"{folder}: cannot write: {exc}") from exc
+    finally:
+        os.close(handle)
 
 
 def _read(path: Path) -> bytes | None:
@@ -92,53 +128,80 @@ def migrate_json(path: Path, schema: Schema) -> str | None:
         raise StorageError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(objects, list):
         raise StorageError(f"{path}: expected a JSON array of rows")
-    added: set[str] = set()
-    removed: set[str] = set()
-    rows = [
-        _upgrade(f"{path}: row {i}", obj, schema, added, removed) for i, obj in enumerate(objects)
-    ]
+    changes = _Changes()
+    rows = [_upgrade(f"{path}: row {i}", obj, schema, changes) for i, obj in enumerate(objects)]
     _check_rows(str(path), schema, rows)
-    if added or removed:
-        save_json(path, rows)
-    return f"{path}: {len(rows)} rows{_changes(added, removed)}"
+    if changes:
+        save_json({path: rows})
+    return f"{path}: {len(rows)} rows{changes}"
 
 
-def _upgrade(where: str, obj: Any, schema: Schema, added: set[str], removed: set[str]) -> Model:
-    """One stored row to the current model: drop removed fields, default new ones, check."""
+class _Changes:
+    """What migrating one model's rows changed: fields added, removed, filled in."""
+
+    __slots__ = ("added", "removed", "filled")
+
+    def __init__(self) -> None:
+        self.added: set[str] = set()
+        self.removed: set[str] = set()
+        #: New fields without a default, and the empty value they were given.
+        self.filled: dict[str, Any] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.added:
+            parts.append("added " + ", ".join(sorted(self.added)))
+        if self.removed:
+            parts.append("removed " + ", ".join(sorted(self.removed)))
+        for name, value in sorted(self.filled.items()):
+            parts.append(f"{name} has no default: filled with {value!r}")
+        return f" ({'; '.join(parts)})" if parts else " (already current)"
+
+
+def _upgrade(where: str, obj: Any, schema: Schema, changes: _Changes) -> Model:
+    """One stored row to the current model: drop removed fields, default new ones, check.
+
+    A new field without a default gets its type's empty value (``""``, ``0``, ``[]``,
+    ``None``...), as the original's migrate did; one whose type has none (a datetime,
+    a reference) cannot be filled in and fails, naming it.
+    """
     if not isinstance(obj, dict):
         raise StorageError(f"{where}: expected a JSON object")
     gone = obj.keys() - schema.names
     for name in gone:
         del obj[name]
-    removed |= gone
-    added |= schema.names - obj.keys()
+    changes.removed |= gone
+    new = schema.names - obj.keys()
+    changes.added |= new
+    for name in new:
+        info = schema.fields[name]
+        if info.required and info.blank is not msgspec.NODEFAULT:
+            obj[name] = copy_value(info.blank)
+            changes.filled[name] = info.blank
     try:
         return msgspec.convert(obj, schema.cls)
     except msgspec.ValidationError as exc:
         raise StorageError(
             f"{where}: cannot convert to model {schema.name}: {exc} "
-            "(a new field needs a default; a changed type needs the data changed by hand)"
+            "(a new field of this type needs a default; a changed type needs the data "
+            "changed by hand)"
         ) from None
 
 
 def _check_rows(where: str, schema: Schema, rows: list[Model]) -> None:
+    """Rows read back: each checked as a new row would be, and no pk twice."""
     seen: set[str] = set()
     for row in rows:
-        if not row.pk or row.pk in seen:
-            raise StorageError(f"{where}: {schema.name} pk {row.pk!r} is empty or repeated")
+        try:
+            schema.verify(row)
+        except IntegrityError as exc:
+            raise StorageError(f"{where}: row {row.pk!r}: {exc}") from None
+        if row.pk in seen:
+            raise StorageError(f"{where}: {schema.name} pk {row.pk!r} is repeated")
         seen.add(row.pk)
-        for name, check in schema.checks:
-            if problem := check(getattr(row, name)):
-                raise StorageError(f"{where}: {schema.name} {row.pk}: {name}: {problem}")
-
-
-def _changes(added: set[str], removed: set[str]) -> str:
-    parts = []
-    if added:
-        parts.append("added " + ", ".join(sorted(added)))
-    if removed:
-        parts.append("removed " + ", ".join(sorted(removed)))
-    return f" ({'; '.join(parts)})" if parts else " (already current)"
 
 
 # --- the durable SQLite store ---------------------------------------------------------
@@ -157,9 +220,14 @@ class DurableStore:
         self._conn: sqlite3.Connection | None = None
 
     def _fail(self, doing: str, exc: BaseException) -> StorageError:
+        name = getattr(exc, "sqlite_errorname", "")
         hint = ""
         if "locked" in str(exc):
             hint = " (another process has it open: durable mode allows one process per file)"
+        elif name == "SQLITE_FULL":
+            hint = " (the disk is full: writes fail until space is freed)"
+        elif name.startswith(("SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN")):
+            hint = " (the file or its directory cannot be written: read-only or failing)"
         return StorageError(f"{self.path}: cannot {doing}: {exc}{hint}")
 
     def open(self) -> None:
@@ -243,21 +311,25 @@ class DurableStore:
                     conn.executemany(f'DELETE FROM "{name}" WHERE seq = ?', gone)
                 conn.executemany(
                     f'INSERT OR REPLACE INTO "{name}" (seq, pk, data) VALUES (?, ?, ?)',
-                    [
-                        (seq, row.pk, _encode(row).decode())
-                        for seq, row in changes.items()
-                        if row is not None
-                    ],
+                    _records(name, changes),
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._abort()
             raise self._fail("write", exc) from exc
+        except StorageError:
+            self._abort()
+            raise
         for table in dirty:
-            if table.log:
-                table.log.clear()
-            table.reset = False
+            table.committed()
+
+    def _abort(self) -> None:
+        """Roll back a transaction that failed; the file keeps the last commit."""
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # SQLite rolls back on its own when it must
+            log.warning("%s: rollback after a failed write: %s", self.path, exc)
 
     def migrate(self, schemas: Iterable[Schema]) -> list[str]:
         """Bring every model's table to the current fields, in one transaction."""
@@ -274,29 +346,20 @@ class DurableStore:
                 if schema is None:
                     lines.append(f"{self.path}: table {name} has no model (left unchanged)")
                     continue
-                added: set[str] = set()
-                removed: set[str] = set()
+                changes = _Changes()
                 stored = conn.execute(f'SELECT seq, data FROM "{name}" ORDER BY seq').fetchall()
+                where = f"{self.path}: table {name}"
                 rows = [
-                    (
-                        seq,
-                        _upgrade(
-                            f"{self.path}: table {name}, row {seq}",
-                            _json(data),
-                            schema,
-                            added,
-                            removed,
-                        ),
-                    )
+                    (seq, _upgrade(f"{where}, row {seq}", _json(data), schema, changes))
                     for seq, data in stored
                 ]
-                _check_rows(f"{self.path}: table {name}", schema, [row for _, row in rows])
-                if added or removed:
+                _check_rows(where, schema, [row for _, row in rows])
+                if changes:
                     conn.executemany(
                         f'UPDATE "{name}" SET pk = ?, data = ? WHERE seq = ?',
                         [(row.pk, _encode(row).decode(), seq) for seq, row in rows],
                     )
-                lines.append(f"{self.path}: {name}: {len(rows)} rows{_changes(added, removed)}")
+                lines.append(f"{self.path}: {name}: {len(rows)} rows{changes}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -317,6 +380,16 @@ class DurableStore:
                 raise self._fail("close", exc) from exc
             finally:
                 self._conn = None
+
+
+def _records(name: str, changes: dict[int, Model | None]) -> list[tuple[int, str, str]]:
+    """``(seq, pk, JSON)`` of the rows written since the last commit."""
+    try:
+        return [
+            (seq, row.pk, _encode(row).decode()) for seq, row in changes.items() if row is not None
+        ]
+    except (TypeError, ValueError) as exc:  # UnicodeError is a ValueError
+        raise StorageError(f"table {name}: a row cannot be written as JSON: {exc}") from exc
 
 
 def _json(data: str) -> Any:

@@ -25,15 +25,26 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
+from typing_extensions import dataclass_transform
 
-from .errors import IntegrityError, SchemaError
+from ..errors import IntegrityError, SchemaError
 
-__all__ = ["FieldInfo", "Index", "Model", "Ref", "Reference", "Schema", "analyze", "new_pk"]
+__all__ = [
+    "FieldInfo",
+    "Index",
+    "Model",
+    "Ref",
+    "Reference",
+    "Schema",
+    "analyze",
+    "copy_value",
+    "new_pk",
+]
 
 M = TypeVar("M", bound="Model")
 
@@ -78,7 +89,35 @@ new_pk: Callable[[], str] = itertools.chain.from_iterable(iter(_next_batch, None
 # --- the model base class --------------------------------------------------------------
 
 
-class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True):
+class _ModelMeta(msgspec.StructMeta):
+    """Makes every model keyword-only, as ``Model`` is, and reads ``client_pk=``.
+
+    msgspec applies ``kw_only`` to the fields of the class that says it, not to those of
+    its subclasses: without this a required field after one with a default would fail
+    at class definition, as ordinary dataclass rules demand.
+    """
+
+    def __new__(
+        mcls,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        /,
+        *,
+        client_pk: bool | None = None,
+        **options: Any,
+    ) -> Any:
+        options.setdefault("kw_only", True)
+        cls = super().__new__(mcls, name, bases, namespace, **options)
+        if client_pk is not None:
+            cls._client_pk = bool(client_pk)  # type: ignore[attr-defined]
+        return cls
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(msgspec.field,))
+class Model(
+    msgspec.Struct, metaclass=_ModelMeta, kw_only=True, dict=True, forbid_unknown_fields=True
+):
     """Base class of stored models: a msgspec Struct whose fields are the table's columns.
 
     ``pk`` is a uuid4 string made when not given. Fields are read-only: ``db.update``
@@ -87,9 +126,18 @@ class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True)
         class User(Model):
             email: str
             name: str = ""
+
+    A handler parameter annotated with a model receives a new, validated row whose
+    ``pk`` the server makes; ``class Note(Model, client_pk=True)`` lets clients send it.
     """
 
     pk: str = msgspec.field(default_factory=new_pk)
+    #: Whether a client may choose ``pk`` in a payload decoded into this model.
+    _client_pk: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+
+        def __init_subclass__(cls, *, client_pk: bool = ..., **options: Any) -> None: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name[:1] == "_":
@@ -104,6 +152,33 @@ class Model(msgspec.Struct, kw_only=True, dict=True, forbid_unknown_fields=True)
             del self.__dict__[name]
             return
         raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
+
+    # The original framework's model helpers, which its apps call.
+
+    def __getitem__(self, name: str) -> Any:
+        """``row["email"]`` is ``row.email`` (for fields only)."""
+        if name not in self.__struct_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def _to_dict(self) -> dict[str, Any]:
+        """The row as a new dict, ``pk`` first, lists, dicts and sets copied."""
+        return {name: copy_value(value) for name, value in msgspec.structs.asdict(self).items()}
+
+    @classmethod
+    def _fields(cls) -> list[str]:
+        """The field names, ``pk`` first."""
+        return list(cls.__struct_fields__)
+
+    @property
+    def _name(self) -> str:
+        """The model's name: its class name, which is also its table's."""
+        return type(self).__name__
+
+    @property
+    def _snake_name(self) -> str:
+        """The model's name in snake_case: ``ChatMessage`` is ``chat_message``."""
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", self._name).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +261,11 @@ class FieldInfo:
     indexed: bool
     #: Extra check after msgspec's: returns an error text, or None when the value is fine.
     check: Callable[[Any], str | None] | None
+    #: Whether the model gives the field no default.
+    required: bool = False
+    #: The type's empty value ("", 0, [], None...) that ``migrate`` gives a new required
+    #: field, as the original did; NOTHING when the type has none (a datetime, a Ref).
+    blank: Any = msgspec.NODEFAULT
 
     @property
     def orderable(self) -> bool:
@@ -195,7 +275,15 @@ class FieldInfo:
 
 @dataclass(slots=True)
 class Schema:
-    """A model's fields, found once at registration and used by every write and query."""
+    """A model's fields, found once at registration and used by every write and query.
+
+    Every value that enters the store is validated here, the same way on every path:
+    msgspec checks types, ``Meta`` constraints and unknown fields, then :meth:`verify`
+    adds what msgspec cannot (finite floats, JSON-only untyped containers, a non-empty
+    pk). ``create`` and ``get_or_create`` go through :meth:`build`, ``update`` through
+    :meth:`value`, and rows read back (``load``, the durable file, ``migrate``) through
+    msgspec's decoder and :meth:`verify`.
+    """
 
     name: str
     cls: type[Model]
@@ -211,66 +299,130 @@ class Schema:
     #: Fields holding a list, dict or set of plain values (copied by hydrate).
     containers: tuple[str, ...]
     indexed: tuple[str, ...]
+    #: Each field's type as msgspec validates it, ``Meta`` constraints included.
+    types: dict[str, Any]
+    #: Fields whose msgspec message says more than "expected X, got Y": containers and
+    #: constrained values.
+    detailed: frozenset[str]
 
-    def build(self, values: dict[str, Any]) -> Model:
-        """Validate ``values`` and return a new row; raises IntegrityError naming the field.
+    #: ``build(values)``: validate a new row's values and return the row; raises
+    #: IntegrityError naming the field. msgspec checks every value in one pass; when it
+    #: refuses, :meth:`value` is run field by field to name the culprit (msgspec's
+    #: message is never parsed). Compiled for the model (see :func:`_compile_checks`).
+    build: Callable[[dict[str, Any]], Model] = field(init=False)
+    #: ``verify(row, given=all fields)``: what msgspec cannot check, on the ``given``
+    #: fields of a row msgspec built; raises IntegrityError naming the field.
+    verify: Callable[..., None] = field(init=False)
 
-        msgspec checks the types (and, since Model forbids them, unknown fields) in one
-        pass; what it cannot check (finite floats, JSON-only untyped containers) follows.
-        """
-        if self.refs:
-            for info in self.refs:
-                if info.name in values:
-                    values[info.name] = pk_of(values[info.name], info.ref_kind)
-        try:
-            row = _convert(values, self.cls)
-        except msgspec.ValidationError as exc:
-            raise self.error(values, exc) from None
-        for fname in self.floats:
-            value = getattr(row, fname)
-            if value - value != 0.0 and fname in values:  # inf - inf and nan - nan are nan
-                raise IntegrityError(f"{self.name}.{fname}: {_finite(value)}")
-        for fname, check in self.checks:
-            if fname in values and (problem := check(getattr(row, fname))):
-                raise IntegrityError(f"{self.name}.{fname}: {problem}")
-        if not row.pk:  # only a given pk can be empty
-            raise IntegrityError(f"{self.name}.pk: expected a non-empty str")
-        return row
+    def __post_init__(self) -> None:
+        self.build, self.verify = _compile_checks(self)
 
-    def coerce(self, name: str, value: Any) -> Any:
-        """Validate one field's new value (for ``update``); returns it as stored."""
+    def value(self, name: str, value: Any) -> Any:
+        """Validate one field's new value (``update``); returns it as stored."""
         info = self.fields.get(name)
         if info is None:
             raise IntegrityError(f"{self.name} has no field {name}")
         if info.ref is not None:
             value = pk_of(value, info.ref_kind)
         try:
-            value = msgspec.convert(value, info.type)
+            value = _convert(value, self.types[name])
         except msgspec.ValidationError as exc:
-            raise self.error({name: value}, exc, name) from None
+            detail = f" ({exc})" if name in self.detailed else ""
+            raise IntegrityError(
+                f"{self.name}.{name}: expected {info.label}, got {type(value).__name__}{detail}"
+            ) from None
         if info.check is not None and (problem := info.check(value)):
             raise IntegrityError(f"{self.name}.{name}: {problem}")
+        if name == "pk":
+            self._check_pk(value)
         return value
 
-    def error(
-        self, values: Mapping[str, Any], exc: msgspec.ValidationError, name: str | None = None
-    ) -> IntegrityError:
-        """Turn msgspec's message into one naming model, field, expected and given type."""
-        text = str(exc)
-        unknown = re.match(r"Object contains unknown field `(.*)`", text)
-        if unknown:  # Model forbids unknown fields, so msgspec finds them for us
-            return IntegrityError(f"{self.name} has no field {unknown.group(1)}")
-        if name is None:
-            found = re.search(r"`\$\.([A-Za-z_]\w*)", text) or re.search(r"field `(\w+)`", text)
-            name = found.group(1) if found else "?"
-        info = self.fields.get(name)
-        if name not in values:
-            return IntegrityError(f"{self.name}.{name}: a value is required ({text})")
-        given = type(values[name]).__name__
-        expected = info.label if info else "?"
-        at = re.search(r"- at `([^`]*)`$", text)
-        detail = f" ({text})" if at and at.group(1) not in ("$", f"$.{name}") else ""
-        return IntegrityError(f"{self.name}.{name}: expected {expected}, got {given}{detail}")
+    def _check_pk(self, pk: str) -> None:
+        if not pk:  # only a given pk can be empty
+            raise IntegrityError(f"{self.name}.pk: expected a non-empty str")
+
+    def _culprit(self, values: Mapping[str, Any], exc: msgspec.ValidationError) -> IntegrityError:
+        """The error naming the first field msgspec refused, found by checking each alone."""
+        for name in values:
+            if name not in self.names:
+                return IntegrityError(f"{self.name} has no field {name}")
+        for name, info in self.fields.items():
+            if name in values:
+                try:
+                    self.value(name, values[name])
+                except IntegrityError as error:
+                    return error
+            elif info.required:
+                return IntegrityError(f"{self.name}.{name}: a value is required")
+        return IntegrityError(f"{self.name}: {exc}")  # pragma: no cover - each field passed
+
+
+def _compile_checks(schema: Schema) -> tuple[Callable[..., Model], Callable[..., None]]:
+    """Generate ``build`` and ``verify`` for one model, with its checks written inline.
+
+    Generated source, as query plans are: a create runs one Python function instead of
+    a loop over checks and a call per check. Both functions share the same check lines,
+    so a new row and a row read back are checked alike. Field names are identifiers
+    (checked at registration); the model name and checks are passed as variables.
+    """
+    checks = []
+    for fname in schema.floats:  # inf - inf and nan - nan are nan
+        checks.append(
+            f"    v = row.{fname}\n"
+            f"    if v - v != 0.0 and {fname!r} in given:\n"
+            f"        raise IntegrityError(name + '.{fname}: ' + finite(v))\n"
+        )
+    for fname, _ in schema.checks:
+        checks.append(
+            f"    if {fname!r} in given and (problem := extra[{fname!r}](row.{fname})):\n"
+            f"        raise IntegrityError(name + '.{fname}: ' + problem)\n"
+        )
+    checks.append(
+        "    if not row.pk:  # only a given pk can be empty\n"
+        "        raise IntegrityError(name + '.pk: expected a non-empty str')\n"
+    )
+    refs = "".join(
+        f"    if {info.name!r} in values:\n"
+        f"        values[{info.name!r}] = pk_of(values[{info.name!r}], {info.ref_kind!r})\n"
+        for info in schema.refs
+    )
+    source = (
+        f"def build(values):\n{refs}"
+        "    try:\n"
+        "        row = convert(values, cls)\n"
+        "    except ValidationError as exc:\n"
+        "        raise culprit(values, exc) from None\n"
+        "    given = values\n"
+        f"{''.join(checks)}"
+        "    return row\n"
+        f"def verify(row, given=names):\n{''.join(checks)}"
+    )
+    namespace: dict[str, Any] = {
+        "IntegrityError": IntegrityError,
+        "ValidationError": msgspec.ValidationError,
+        "convert": _convert,
+        "cls": schema.cls,
+        "culprit": schema._culprit,
+        "extra": dict(schema.checks),
+        "finite": _finite,
+        "name": schema.name,
+        "names": schema.names,
+        "pk_of": pk_of,
+    }
+    exec(compile(source, f"<lexicons checks of {schema.name}>", "exec"), namespace)
+    return namespace["build"], namespace["verify"]
+
+
+def copy_value(value: Any) -> Any:
+    """A copy of a field's value deep enough that changing it cannot change the row."""
+    kind = type(value)
+    if kind is list:
+        return [copy_value(item) for item in value]
+    if kind is dict:
+        return {key: copy_value(item) for key, item in value.items()}
+    if kind is set:
+        return set(value)
+    return value
 
 
 def pk_of(value: Any, kind: str) -> Any:
@@ -306,7 +458,7 @@ def analyze(cls: type[Model], models: Mapping[str, type[Model]]) -> Schema:
             )
         if "__" in fname:
             raise SchemaError(f"{where}: a field name may not contain '__' (used by filters)")
-        info = _field(where, fname, annotation)
+        info = _field(where, fname, annotation, required=default is _NOTHING)
         if fname == "pk" and (info.type is not str):
             raise SchemaError(f"{where}: the primary key must be declared as str")
         if default is not _NOTHING:
@@ -319,6 +471,7 @@ def analyze(cls: type[Model], models: Mapping[str, type[Model]]) -> Schema:
     except TypeError as exc:
         raise SchemaError(f"{name}: msgspec cannot use this model: {exc}") from None
     refs = tuple(f for f in fields.values() if f.ref is not None)
+    types = {f.name: f.type for f in msgspec.structs.fields(cls)}
     return Schema(
         name=name,
         cls=cls,
@@ -330,7 +483,20 @@ def analyze(cls: type[Model], models: Mapping[str, type[Model]]) -> Schema:
         setters={name: inspect.getattr_static(cls, name).__set__ for name in fields},
         containers=tuple(f.name for f in fields.values() if f.scalar is None and f.ref is None),
         indexed=tuple(f.name for f in fields.values() if f.indexed),
+        types=types,
+        detailed=frozenset(
+            f.name for f in fields.values() if f.scalar is None or _constrained(types[f.name])
+        ),
     )
+
+
+def _constrained(tp: Any) -> bool:
+    """Whether a field's type carries ``msgspec.Meta`` constraints (``Annotated[int, ...]``)."""
+    if typing.get_origin(tp) is Annotated:
+        return any(isinstance(m, msgspec.Meta) for m in tp.__metadata__) or _constrained(
+            tp.__origin__
+        )
+    return any(_constrained(arg) for arg in typing.get_args(tp))
 
 
 def _declared(cls: type[Model], namespace: dict[str, Any]) -> Iterable[tuple[str, Any, Any]]:
@@ -388,7 +554,7 @@ def _reference(tp: Any) -> Reference | None:
     return next((m for m in meta if isinstance(m, Reference)), None)
 
 
-def _field(where: str, fname: str, annotation: Any) -> FieldInfo:
+def _field(where: str, fname: str, annotation: Any, required: bool = False) -> FieldInfo:
     tp, meta = _split(annotation)
     try:
         inner, optional = _unoptional(tp)
@@ -427,7 +593,34 @@ def _field(where: str, fname: str, annotation: Any) -> FieldInfo:
         label = f"{label} | None"
         check = _skip_none(check) if check else None
     target = ref.name if ref is not None else None
-    return FieldInfo(fname, stored, label, optional, scalar, target, kind, indexed, check)
+    blank = None if optional else _BLANKS.get(kind or scalar or typing.get_origin(inner) or inner)
+    return FieldInfo(
+        fname,
+        stored,
+        label,
+        optional,
+        scalar,
+        target,
+        kind,
+        indexed,
+        check,
+        required,
+        _NOTHING if blank is None and not optional else blank,
+    )
+
+
+#: Empty values by field kind: one reference has none; lists, dicts and sets are copied.
+_BLANKS: Final[dict[Any, Any]] = {
+    str: "",
+    int: 0,
+    float: 0.0,
+    bool: False,
+    list: [],
+    dict: {},
+    set: set(),
+    "list": [],
+    "dict": {},
+}
 
 
 def _arg(tp: Any, i: int) -> Any:

@@ -23,9 +23,9 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 
-from .database_index import Table
-from .errors import IntegrityError, QueryError, RegistrationError, SchemaError, StorageError
-from .models import Model, Schema, Unresolved, analyze
+from ..errors import IntegrityError, QueryError, RegistrationError, SchemaError, StorageError
+from .indexes import Table
+from .models import Model, Schema, Unresolved, analyze, copy_value
 from .query import QueryResult, select
 from .storage import FILE_NAME, DurableStore, load_json, migrate_json, save_json
 
@@ -71,9 +71,14 @@ class Database:
         self._store: DurableStore | None = None
         self._opened = False
         self._changed = False
+        #: Closed after a full commit: the rows in memory are the file's, reread at open.
+        self._reopening = False
         #: Changes written to the durable log since the store was made; a caller compares
         #: it before and after a piece of work to tell whether that work wrote anything.
         self.changes = 0
+        #: Failed commits whose changes were undone in memory: work that wrote before one
+        #: and has not seen its writes committed knows they may be gone.
+        self.rollbacks = 0
         for model in models:
             self.add_model(model)
 
@@ -176,7 +181,7 @@ class Database:
         if self._opened:
             return
         if self.durable:
-            if any(t.rows for t in self._tables.values()):
+            if not self._reopening and any(t.rows for t in self._tables.values()):
                 raise StorageError("durable mode: rows were created before open(); open first")
             store = DurableStore(Path(self.data) / FILE_NAME, self.synchronous)
             store.open()
@@ -199,10 +204,12 @@ class Database:
     def _load_table(self, table: Table) -> None:
         assert self._store is not None
         stored = self._store.load(table.schema)
+        table.log = None
         table.clear()
         for seq, row in stored:
             table.insert(row, seq)
-        table.log, table.reset = {}, False
+        table.log = {}
+        table.committed()
 
     def _count(self) -> int:
         return sum(len(t.rows) for t in self._tables.values())
@@ -210,12 +217,23 @@ class Database:
     def commit(self) -> None:
         """Durable mode: write every change since the last commit in one transaction.
 
-        Free when nothing changed or when not durable. On StorageError the changes stay
-        pending and the next commit tries again.
+        Free when nothing changed or when not durable. When the file cannot be written
+        (a full disk, a read-only directory) it raises StorageError and rolls the
+        changes since the last commit back in memory too, so the store stays what the
+        file holds: nothing a client was not told about survives, and the next write
+        works again once the disk does.
         """
         if self._changed:
             assert self._store is not None
-            self._store.commit(self._tables.values())
+            try:
+                self._store.commit(self._tables.values())
+            except StorageError:
+                for table in self._tables.values():
+                    table.rollback()
+                self.rollbacks += 1
+                self._changed = False
+                log.warning("commit failed: the changes since the last commit were undone")
+                raise
             self._changed = False
 
     def close(self) -> None:
@@ -225,6 +243,7 @@ class Database:
             return
         try:
             self.commit()
+            self._reopening = True
         finally:
             self._store = None
             for table in self._tables.values():
@@ -318,14 +337,14 @@ class Database:
         while todo:
             schema, out, level = todo.popleft()
             for name in schema.containers:
-                out[name] = _copy(out[name])
+                out[name] = copy_value(out[name])
             deeper = depth is None or level < depth
             for info in schema.refs:
                 value = out[info.name]
                 if value is None:
                     continue
                 if not deeper:
-                    out[info.name] = _copy(value)
+                    out[info.name] = copy_value(value)
                     continue
                 one = _Expander(self._tables[info.ref], seen, todo, level + 1)  # type: ignore[index]
                 if info.ref_kind == "one":
@@ -344,13 +363,27 @@ class Database:
     @overload
     def create(self, model: str, /, **fields: Any) -> Model: ...
 
-    def create(self, model: type[Model] | str, /, **fields: Any) -> Model:
+    @overload
+    def create(self, model: M, /) -> M: ...
+
+    def create(self, model: type[Model] | str | Model, /, **fields: Any) -> Model:
         """Validate and store a new row; returns it. ``pk`` is made when not given.
 
-        Raises IntegrityError naming model, field, expected and given type (nothing is
-        written), for a repeated pk, or for a reference to a row that does not exist.
+        ``db.create(User, email=...)``, or ``db.create(user)`` for a row built elsewhere
+        (a handler's Model parameter): it is checked like any other and stored as a new
+        row with its pk. Raises IntegrityError naming model, field, expected and given
+        type (nothing is written), for a repeated pk, or for a reference to a row that
+        does not exist.
         """
-        table = self._by_key.get(model) or self._table(model)
+        try:
+            table = self._by_key.get(model) or self._table(model)  # type: ignore[arg-type]
+        except TypeError:  # rows are unhashable: this is db.create(row)
+            if not isinstance(model, Model) or fields:
+                raise QueryError(
+                    f"create() takes a model and fields, or one row, not {model!r}"
+                ) from None
+            table = self._table(type(model))
+            fields = msgspec.structs.asdict(model)
         schema = table.schema
         row = schema.build(fields)
         # A pk made by new_pk() is a fresh uuid4: only a given one can be taken.
@@ -385,8 +418,10 @@ class Database:
                 raise QueryError(
                     f"get_or_create({table.schema.name}) takes field=value only, not {key}"
                 )
-        found = self._one(table, fields) if fields else None
-        return found if found is not None else self.create(model, **fields)
+        # Checked as create would check them, so that a bad value is the same error here.
+        values = {name: table.schema.value(name, value) for name, value in fields.items()}
+        found = self._one(table, values) if values else None
+        return found if found is not None else self.create(model, **values)
 
     @overload
     def update(self, model: type[M], query: Selection, /, **fields: Any) -> QueryResult[M]: ...
@@ -404,7 +439,7 @@ class Database:
         rows = self._rows(table, query)
         if "pk" in fields:
             raise IntegrityError(f"{schema.name}.pk cannot be changed")
-        values = {name: schema.coerce(name, value) for name, value in fields.items()}
+        values = {name: schema.value(name, value) for name, value in fields.items()}
         if schema.refs:
             self._check_refs(table, values, None, None)
         if table.dated:
@@ -522,10 +557,14 @@ class Database:
     # --- files ----------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write each model's rows to ``<data>/<Model>.json`` (readable, indented JSON)."""
+        """Write each model's rows to ``<data>/<Model>.json`` (readable, indented JSON).
+
+        No file is replaced unless every file could be written (StorageError otherwise).
+        """
         self._resolve(final=True)
-        for name, table in self._tables.items():
-            save_json(Path(self.data) / f"{name}.json", table.rows.values())
+        save_json(
+            {Path(self.data) / f"{name}.json": t.rows.values() for name, t in self._tables.items()}
+        )
 
     def load(self) -> None:
         """Replace each model's rows with its ``<data>/<Model>.json``, when the file exists.
@@ -598,14 +637,3 @@ class _Expander:
         child = {"pk": pk, **_asdict(found)}
         self.todo.append((self.target.schema, child, self.level))
         return child
-
-
-def _copy(value: Any) -> Any:
-    kind = type(value)
-    if kind is list:
-        return [_copy(item) for item in value]
-    if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if kind is set:
-        return set(value)
-    return value

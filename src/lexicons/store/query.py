@@ -17,8 +17,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
-from .database_index import Table
-from .errors import QueryError
+from ..errors import QueryError
+from .indexes import Table
 from .models import FieldInfo, Model, Schema
 
 __all__ = ["OPERATORS", "Plan", "QueryResult", "select"]
@@ -81,6 +81,11 @@ class QueryResult(Sequence[M], Generic[M]):
 
     def __repr__(self) -> str:
         return f"<QueryResult {self.model.__name__} × {len(self._rows)}>"
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing matched (the original's ``db.query(...).empty``)."""
+        return not self._rows
 
     def first(self) -> M | None:
         """The first row, or None when nothing matched."""
