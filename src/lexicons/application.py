@@ -178,11 +178,16 @@ class ServerApplication(Application):
         """``None`` to admit, else the refusal to send."""
         if error is not None:
             logger.error("handshake from %s refused: storage failed", admission.address)
+            self.refused("storage unavailable")
             return plain_response(503, "storage unavailable\n")
         if admission.allowed:
             return None
+        self.refused(admission.reason)
         reason = admission.detail if self.expose_errors else admission.reason
         return plain_response(admission.status, reason + "\n")
+
+    def refused(self, reason: str) -> None:
+        """A handshake was refused for ``reason`` (its short reason); metrics count it."""
 
     # a connection's life
 
