@@ -20,6 +20,7 @@ from .durable import Gate
 from .errors import ConfigurationError
 from .handlers import Handler
 from .headers import select_subprotocol
+from .metrics import ServerMetrics
 from .network.hub import Hub, listen
 from .scheduler import Schedule, TaskRunner
 from .security import Origins, Trust
@@ -49,14 +50,21 @@ class Running:
 
     ``port`` is the bound port (useful with ``port=0``) and ``url`` the address to
     connect to. ``close()`` runs the shutdown sequence; it is safe to call twice.
+    ``shared_metrics`` is the directory where ``--workers`` processes add up their
+    metrics (:mod:`lexicons.metrics.shared`).
     """
 
-    def __init__(self, app: Runnable, settings: Settings) -> None:
+    def __init__(
+        self, app: Runnable, settings: Settings, *, shared_metrics: str | None = None
+    ) -> None:
         self.app = app
         self.settings = settings.checked()
         self.host = settings.host
         self.port = settings.port
         self.runner = TaskRunner(app.task, self._invoke, grace=self.settings.task_grace)
+        #: The server's metrics, with ``metrics=True``.
+        self.metrics: ServerMetrics | None = None
+        self._shared_metrics = shared_metrics
         self._server: asyncio.Server | None = None
         self._hub: Hub | None = None
         self._gate: Gate | None = None
@@ -96,12 +104,16 @@ class Running:
         Trust(settings.trust, settings.proxies)  # a bad entry fails before anything starts
         Origins(settings.origins)
         ssl_context = settings.ssl_context()
+        if settings.metrics:  # prometheus_client missing fails here, before anything starts
+            self.metrics = ServerMetrics(app, shared=self._shared_metrics)
         self._closed = asyncio.Event()
         app.running = self
         try:
             app.database_for(settings).open()
             self._steps.append("db")
             broker = make_broker(settings)
+            if self.metrics is not None:
+                broker = self.metrics.broker(broker)
             broker.bind(app.channels.deliver)
             app.channels.broker = broker
             await broker.start()
@@ -113,8 +125,12 @@ class Running:
             self._steps.append("hooks")  # from here on_shutdown runs, even if start fails
             await self.runner.run_startup()
             self._steps.append("tasks")
+            if self.metrics is None:
+                application = ServerApplication(app, settings, self._gate)
+            else:
+                application = self.metrics.application(settings, self._gate)
             self._hub = hub = Hub(
-                ServerApplication(app, settings, self._gate),
+                application,
                 settings,
                 select_subprotocol=_select_subprotocol,
             )
@@ -130,6 +146,8 @@ class Running:
             raise
         self.port = self._server.sockets[0].getsockname()[1]
         self.runner.start_intervals()
+        if self.metrics is not None:
+            self.metrics.start()
         if settings.ping_interval is not None:
             self._schedule_keepalive()
         logger.info("serving on %s", self.url)
@@ -159,6 +177,8 @@ class Running:
             self._server.close()
         if self._hub is not None:
             await self._hub.close_all(self.settings.shutdown_timeout)
+        if self.metrics is not None:
+            self.metrics.stop()
         await self._undo()
         if self._server is not None:
             await self._server.wait_closed()

@@ -1,0 +1,289 @@
+"""Metrics on a running server: what counts the events, and the ``GET /metrics`` answer.
+
+With ``metrics=True`` a server serves its connections with a :class:`MeteredApplication`:
+the :class:`~lexicons.application.ServerApplication` with the few methods where events
+happen overridden to add to a :class:`~lexicons.metrics.meter.Meter` first. With metrics
+off none of this exists, so counting costs nothing then.
+
+- a message received: :meth:`MeteredApplication.message`;
+- a message sent: each :class:`~lexicons.Connection` writes through a
+  :class:`CountedSession` standing in for its session (replies, errors, ``ws.send``, and
+  broadcast deliveries, which read the session's ``writer`` once per subscriber);
+- a request and its handler's latency: :meth:`MeteredApplication.dispatch`;
+- a refused handshake, an admitted connection, a slow consumer cut off: the
+  application's ``refused``, ``full``, ``opened`` and ``cut_off``;
+- a broadcast published: :class:`CountedBroker` around the server's broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from websockets.http11 import Request, Response
+
+from ..application import App, ServerApplication
+from ..brokers import Broker
+from ..connection import Connection
+from ..durable import Gate
+from ..errors import ConfigurationError
+from ..network.http import StaticFile, plain_response
+from ..network.session import Session
+from ..protocol import Request as Call
+from .meter import SAMPLE, Meter, Snapshot, Timing, Totals, combine
+from .shared import PUBLISH_EVERY, SharedFigures
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .exposition import FiguresCollector
+
+__all__ = [
+    "PATH",
+    "CountedBroker",
+    "CountedSession",
+    "MeteredApplication",
+    "ServerMetrics",
+    "require_client",
+]
+
+#: Where the scrape is answered.
+PATH = "/metrics"
+
+
+def require_client() -> None:
+    """Raise a :class:`ConfigurationError` naming the extra when prometheus_client is absent."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "metrics: serving metrics needs prometheus_client; install it with "
+            "pip install 'lexicons[metrics]', or turn metrics off"
+        ) from None
+
+
+class ServerMetrics:
+    """The metrics of one running server: its meter, and the figures a scrape reads.
+
+    ``shared`` is the directory ``--workers`` processes publish their figures to (see
+    :mod:`lexicons.metrics.shared`); ``None`` for a single process.
+    """
+
+    def __init__(self, app: App, *, shared: str | None = None, sample: int = SAMPLE) -> None:
+        require_client()
+        from .exposition import FiguresCollector
+
+        self.app = app
+        self.meter = Meter(app.signals, sample=sample)
+        self.shared = SharedFigures(shared) if shared else None
+        self.collector: FiguresCollector = FiguresCollector(self.totals)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def application(self, settings: Settings, gate: Gate | None) -> MeteredApplication:
+        """The serving application that counts into this meter."""
+        return MeteredApplication(self.app, settings, gate, self)
+
+    def broker(self, broker: Broker) -> CountedBroker:
+        """``broker``, counting what is published through it."""
+        return CountedBroker(broker, self.meter)
+
+    def snapshot(self, *, live: bool = True) -> Snapshot:
+        broker = self.app.channels.broker
+        return self.meter.snapshot(
+            connections=len(self.app.connections),
+            broker_connected=bool(getattr(broker, "online", True)),
+            broker_undelivered=int(getattr(broker, "undelivered", 0)),
+            live=live,
+        )
+
+    def totals(self) -> Totals:
+        """This process's figures now, plus every other worker's last published ones."""
+        others = self.shared.others() if self.shared is not None else []
+        return combine([self.snapshot(), *others])
+
+    def scrape(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition (body, content type) for a scraper sending ``accept``."""
+        from .exposition import render
+
+        return render(self.collector, accept)
+
+    # publishing to the other workers
+
+    def start(self) -> None:
+        """Publish this worker's figures now and every second (workers only)."""
+        if self.shared is not None:
+            self._publish()
+
+    def _publish(self) -> None:
+        assert self.shared is not None
+        self.shared.publish(self.snapshot())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(PUBLISH_EVERY, self._publish)
+
+    def stop(self) -> None:
+        """Publish the final figures: the counters stay in the totals, the gauges leave."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.shared is not None:
+            self.shared.publish(self.snapshot(live=False))
+
+
+class CountedSession:
+    """Stands in for a connection's session inside its :class:`~lexicons.Connection`,
+    counting each message written through it.
+
+    Replies, errors and ``ws.send`` call :meth:`send`; a broadcast reads :attr:`writer`
+    once per subscriber and writes with it, so reading a writer that can write counts
+    one delivery. A message sent before the connection is admitted (by a header) waits
+    in the session and is not counted.
+    """
+
+    __slots__ = ("session", "meter", "port")
+
+    def __init__(self, session: Session, meter: Meter) -> None:
+        self.session = session
+        self.meter = meter
+        self.port = session.port
+
+    def send(self, data: bytes, text: bool = True) -> None:
+        session = self.session
+        if session.writer is not None:
+            self.meter.sent += 1
+        session.send(data, text)
+
+    @property
+    def writer(self) -> Callable[[bytes], Any] | None:
+        write = self.session.writer
+        if write is not None:
+            meter = self.meter
+            meter.sent += 1
+            meter.deliveries += 1
+        return write
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.session.close(code, reason)
+
+    @property
+    def is_open(self) -> bool:
+        return self.session.is_open
+
+    @property
+    def close_code(self) -> int | None:
+        return self.session.close_code
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.session.subprotocol
+
+
+class MeteredApplication(ServerApplication):
+    """The server's application, counting into ``metrics.meter`` where events happen."""
+
+    def __init__(
+        self, app: App, settings: Settings, gate: Gate | None, metrics: ServerMetrics
+    ) -> None:
+        super().__init__(app, settings, gate)
+        self.metrics = metrics
+        self.meter = meter = metrics.meter
+        self._timings = meter.timings
+        self._other = meter.other
+        # Whatever runs a request (the dispatcher, or the durable wrapper), timed.
+        self._run: Callable[[Call, Connection], Coroutine[Any, Any, None] | None] = self.dispatch
+        self.dispatch = self._dispatch  # type: ignore[method-assign]
+
+    def connection(self, session: Session, request: Request) -> Connection:
+        return super().connection(CountedSession(session, self.meter), request)  # type: ignore[arg-type]
+
+    def full(self) -> bool:
+        if super().full():
+            self.meter.refuse("too many connections")
+            return True
+        return False
+
+    def refused(self, reason: str) -> None:
+        self.meter.refuse(reason)
+
+    def opened(self, ws: Connection) -> Coroutine[Any, Any, None] | None:
+        self.meter.opened += 1
+        return super().opened(ws)
+
+    def cut_off(self, ws: Any) -> None:
+        self.meter.cut_off += 1
+
+    def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
+        self.meter.received += 1
+        return super().message(ws, data, text)
+
+    def _dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
+        timing = self._timings.get(item.name, self._other)
+        # Timing.tick inlined: this runs for every request.
+        timing.left -= 1
+        if timing.left:
+            return self._run(item, ws)
+        timing.left = timing.every
+        timing.started += 1
+        start = perf_counter()
+        pending = self._run(item, ws)
+        if pending is None:
+            timing.observe(perf_counter() - start)
+            return None
+        return _observed(pending, timing, start)
+
+    def respond(self, request: Request) -> Response | StaticFile:
+        if urlsplit(request.path).path != PATH:
+            return super().respond(request)
+        method = getattr(request, "method", "GET")
+        if method not in ("GET", "HEAD"):
+            return super().respond(request)  # 405, as for every path
+        body, content_type = self.metrics.scrape(request.headers.get("Accept"))
+        response = plain_response(200, body, content_type)
+        if method == "HEAD":
+            return Response(response.status_code, response.reason_phrase, response.headers, b"")
+        return response
+
+
+async def _observed(pending: Awaitable[None], timing: Timing, start: float) -> None:
+    """Await an async handler's work, then record how long the request took."""
+    await pending
+    timing.observe(perf_counter() - start)
+
+
+class CountedBroker(Broker):
+    """A broker that counts the broadcasts published through it, and passes everything
+    to the broker it wraps (``tests/test_metrics.py`` checks that it passes every method
+    of :class:`~lexicons.Broker`; extra attributes are read through)."""
+
+    def __init__(self, inner: Broker, meter: Meter) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def bind(self, deliver: Callable[[Sequence[str], bytes], None]) -> None:
+        self.inner.bind(deliver)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    def publish(self, channels: Sequence[str], data: bytes) -> None:
+        self.meter.broadcasts += 1
+        self.inner.publish(channels, data)
+
+    def subscribe(self, channel: str) -> None:
+        self.inner.subscribe(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        self.inner.unsubscribe(channel)
+
+    def recount(self, channel: str, local: int) -> None:
+        self.inner.recount(channel, local)
+
+    async def count(self, channel: str, local: int) -> int:
+        return await self.inner.count(channel, local)
