@@ -132,7 +132,10 @@ class ServerApplication(Application):
         limit = self.max_connections
         return limit is not None and len(self.connections) >= limit
 
-    def admit(self, ws: Connection, request: Request) -> Any:
+    def admit(self, ws: Connection, request: Request, secure: bool | None = None) -> Any:
+        """The verdict on a handshake (see :meth:`Application.admit`); ``secure`` says
+        whether the client connected over TLS, when another server than lexicons' own
+        listener accepted it (ASGI); by default, whether lexicons serves TLS."""
         peer = ws.remote_address
         # Header functions may read the address, so apply the proxy rule first.
         ws.remote_address = self._trust.client_address(peer, request.headers)
@@ -152,7 +155,7 @@ class ServerApplication(Application):
                 headers=self._headers,
                 gate=app.gate,
                 call=call,
-                secure=self._secure,
+                secure=self._secure if secure is None else secure,
             )
 
         gate = self.gate
