@@ -40,6 +40,8 @@ def Publish(text: str) -> Response:
 
 
 async def main(variant: str) -> None:
-    async with app.serve(host="127.0.0.1", port=0, ping_interval=None) as running:
+    """Serve the app; the ``metrics`` variant with Prometheus metrics on."""
+    metrics = variant == "metrics"
+    async with app.serve(host="127.0.0.1", port=0, ping_interval=None, metrics=metrics) as running:
         announce(running.port)
         await asyncio.Event().wait()

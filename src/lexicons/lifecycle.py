@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -51,11 +52,17 @@ class Running:
     ``port`` is the bound port (useful with ``port=0``) and ``url`` the address to
     connect to. ``close()`` runs the shutdown sequence; it is safe to call twice.
     ``shared_metrics`` is the directory where ``--workers`` processes add up their
-    metrics (:mod:`lexicons.metrics.shared`).
+    metrics (:mod:`lexicons.metrics.shared`). With ``listen=False`` everything starts but
+    the socket, for a server that receives its connections from elsewhere (ASGI).
     """
 
     def __init__(
-        self, app: Runnable, settings: Settings, *, shared_metrics: str | None = None
+        self,
+        app: Runnable,
+        settings: Settings,
+        *,
+        shared_metrics: str | None = None,
+        listen: bool = True,
     ) -> None:
         self.app = app
         self.settings = settings.checked()
@@ -64,7 +71,10 @@ class Running:
         self.runner = TaskRunner(app.task, self._invoke, grace=self.settings.task_grace)
         #: The server's metrics, with ``metrics=True``.
         self.metrics: ServerMetrics | None = None
+        #: How the server serves connections, once started.
+        self.application: ServerApplication | None = None
         self._shared_metrics = shared_metrics
+        self._listen = listen
         self._server: asyncio.Server | None = None
         self._hub: Hub | None = None
         self._gate: Gate | None = None
@@ -126,32 +136,36 @@ class Running:
             await self.runner.run_startup()
             self._steps.append("tasks")
             if self.metrics is None:
-                application = ServerApplication(app, settings, self._gate)
+                self.application = ServerApplication(app, settings, self._gate)
             else:
-                application = self.metrics.application(settings, self._gate)
-            self._hub = hub = Hub(
-                application,
-                settings,
-                select_subprotocol=_select_subprotocol,
-            )
-            self._server = await listen(
-                hub,
-                settings.host,
-                settings.port,
-                ssl_context=ssl_context,
-                reuse_port=settings.reuse_port,
-            )
+                self.application = self.metrics.application(settings, self._gate)
+            if self._listen:
+                await self._start_listening(self.application, ssl_context)
         except BaseException:
             await self._undo()
             raise
-        self.port = self._server.sockets[0].getsockname()[1]
         self.runner.start_intervals()
         if self.metrics is not None:
             self.metrics.start()
-        if settings.ping_interval is not None:
-            self._schedule_keepalive()
-        logger.info("serving on %s", self.url)
+        if self._listen:
+            if settings.ping_interval is not None:
+                self._schedule_keepalive()
+            logger.info("serving on %s", self.url)
         return self
+
+    async def _start_listening(
+        self, application: ServerApplication, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        settings = self.settings
+        self._hub = hub = Hub(application, settings, select_subprotocol=_select_subprotocol)
+        self._server = await listen(
+            hub,
+            settings.host,
+            settings.port,
+            ssl_context=ssl_context,
+            reuse_port=settings.reuse_port,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
 
     def _schedule_keepalive(self) -> None:
         assert self.settings.ping_interval is not None

@@ -1,0 +1,622 @@
+"""``app.asgi``: a lexicons application as an ASGI application.
+
+The same app runs under uvicorn, hypercorn or granian, or mounted inside Starlette or
+FastAPI beside HTTP routes::
+
+    uvicorn chat:app.asgi
+
+    lex = Server()
+    web = Starlette(routes=[Mount("/ws", app=lex.asgi)], lifespan=lex.asgi.lifespan)
+
+Each WebSocket goes through the server's own :class:`~lexicons.application.ServerApplication`,
+as on lexicons' listener: trust, origin, headers (HTTP headers, cookies, the subprotocol
+offer, the query string) and the gate; ``on_connect``; one request at a time per
+connection with replies in order; channels, broadcasts and ``on_disconnect`` exactly once.
+An :class:`AsgiSession` stands in for the network session where the connection object
+expects one. A plain HTTP request gets what the listener answers (``/healthz``,
+``/metrics``, ``static`` files, 404).
+
+The start sequence (store, broker, ``on_start``, startup tasks, interval tasks) runs on
+the ``lifespan`` startup event, or on first use when the ASGI server or the parent
+application does not forward lifespan events; then the stop sequence runs when the event
+loop ends. Forward the lifespan (``lifespan=lex.asgi.lifespan``) to stop cleanly, with
+``on_shutdown`` run before the process exits. lexicons' own listener (``app.run()``)
+remains the fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .application import ServerApplication
+from .headers import select_subprotocol
+from .lifecycle import Runnable, Running
+from .network.http import StaticFile, plain_response
+from .network.session import Session
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .settings import Settings
+
+__all__ = ["AsgiApp", "AsgiSession"]
+
+logger = logging.getLogger("lexicons")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Most messages that may wait behind a running handler before receiving pauses.
+MAX_WAITING = 64
+#: Bytes read from a static file per body message.
+_FILE_CHUNK = 256 * 1024
+
+_ADMITTING, _OPEN, _CLOSING, _ENDED = "admitting", "open", "closing", "ended"
+
+
+class AsgiApp:
+    """The ASGI application of one :class:`~lexicons.Server`: ``app.asgi``."""
+
+    def __init__(self, server: Runnable, settings: Callable[[], Settings]) -> None:
+        self.server = server
+        self._settings = settings
+        self._running: Running | None = None
+        self._starting: asyncio.Future[Running] | None = None
+        self._sessions: set[AsgiSession] = set()
+        self._emptied: asyncio.Event | None = None
+        #: ``on_disconnect`` hooks still running; shutdown waits for them.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        #: Stops the server when the event loop ends, if no lifespan event will.
+        self._guard: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan_events(receive, send)
+        else:
+            raise ValueError(f"lexicons: unsupported ASGI scope type {kind!r}")
+
+    # starting and stopping
+
+    @property
+    def running(self) -> Running | None:
+        """The started server, or ``None``."""
+        return self._running
+
+    async def start(self) -> Running:
+        """Run the start sequence once (concurrent first uses share it)."""
+        if self._running is not None:
+            return self._running
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        try:
+            return await asyncio.shield(self._starting)
+        except BaseException:
+            if self._starting.done():
+                self._starting = None  # a failed start is tried again by the next use
+            raise
+
+    async def _start(self) -> Running:
+        running = Running(self.server, self._settings(), listen=False)
+        await running.start()
+        self._running = running
+        return running
+
+    async def close(self) -> None:
+        """Close every connection with 1001, then run the stop sequence."""
+        running = self._running
+        if running is None:
+            return
+        self._running = self._starting = None
+        guard, self._guard = self._guard, None
+        if guard is not None and guard is not asyncio.current_task():
+            guard.cancel()
+        timeout = running.settings.shutdown_timeout
+        self._emptied = asyncio.Event()
+        for session in list(self._sessions):
+            session.close(1001, "server shutting down")
+        if self._sessions:
+            try:
+                await asyncio.wait_for(self._emptied.wait(), timeout)
+            except TimeoutError:
+                logger.warning("%d connections did not close in time", len(self._sessions))
+                for session in list(self._sessions):
+                    session.end()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        await running.close()
+
+    @asynccontextmanager
+    async def lifespan(self, parent: Any = None) -> AsyncIterator[None]:
+        """Start, and stop on leaving: ``Starlette(..., lifespan=lex.asgi.lifespan)``, or
+        ``async with lex.asgi.lifespan():`` inside the parent application's own lifespan."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def _lifespan_events(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    logger.error("could not start: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _started(self) -> Running:
+        """The running server; started now, on first use, when no lifespan event came."""
+        if self._running is not None:
+            return self._running
+        running = await self.start()
+        if self._guard is None and self._running is running:
+            logger.info(
+                "started on first use: the ASGI server did not forward lifespan events; "
+                "the stop sequence runs when the event loop ends (pass "
+                "lifespan=app.asgi.lifespan to the parent application to stop it cleanly)"
+            )
+            self._guard = asyncio.get_running_loop().create_task(self._stop_with_the_loop())
+        return running
+
+    async def _stop_with_the_loop(self) -> None:
+        """Wait for the event loop's end (``asyncio.run`` cancels every task), then stop."""
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if self._guard is asyncio.current_task():
+                self._guard = None
+                await self.close()
+            raise
+
+    # plain HTTP
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        running = await self._started()
+        assert running.application is not None
+        request = HttpRequest(_target(scope), _headers(scope), method=scope.get("method", "GET"))
+        answer = running.application.respond(request)
+        head = answer.head if isinstance(answer, StaticFile) else answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": head.status_code,
+                "headers": [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in head.headers.raw_items()
+                    if name.lower() != "connection"  # the ASGI server runs the connection
+                ],
+            }
+        )
+        if isinstance(answer, StaticFile) and answer.path is not None:
+            await _stream_file(answer, send)
+        else:
+            await send({"type": "http.response.body", "body": head.body or b""})
+
+    # WebSocket
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        running = await self._started()
+        application = running.application
+        assert application is not None
+        if (await receive())["type"] != "websocket.connect":
+            return
+        settings = running.settings
+        client = scope.get("client")
+        session = AsgiSession(send, client[0] if client else "", settings.max_buffer)
+        if application.full():
+            await session.deny(_refusal(503, "too many connections\n"), scope)
+            return
+        request = Request(_target(scope), _headers(scope))
+        ws = application.connection(cast(Session, session), request)
+        session.on_cut_off = lambda: application.cut_off(ws)
+        verdict = application.admit(ws, request, secure=scope.get("scheme") == "wss")
+        if verdict is not None and not isinstance(verdict, Response):
+            verdict = await verdict
+        if verdict is None and application.full():  # others were admitted meanwhile
+            verdict = _refusal(503, "too many connections\n")
+        if verdict is not None or session.state != _ADMITTING:
+            application.closed(ws, False)
+            await session.deny(verdict or _refusal(403, "closed\n"), scope)
+            return
+        offered = scope.get("subprotocols") or []
+        await session.accept(select_subprotocol(offered))
+        self._sessions.add(session)
+        try:
+            await self._serve(session, ws, application, receive, settings.max_size)
+        finally:
+            session.end()
+            self._sessions.discard(session)
+            if not self._sessions and self._emptied is not None:
+                self._emptied.set()
+            pending = application.closed(ws, True)
+            if pending is not None:
+                task = asyncio.ensure_future(pending)
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _serve(
+        self,
+        session: AsgiSession,
+        ws: Connection,
+        application: ServerApplication,
+        receive: Receive,
+        max_size: int,
+    ) -> None:
+        """Receive messages and run their requests one at a time until the client leaves."""
+        try:
+            await _Turns(session, ws, application, receive, max_size).run()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not session.cut or task is None:
+                raise
+            task.uncancel()  # cut off: the connection ends here, the server goes on
+
+
+class _Turns:
+    """One connection's message loop: what the session's turns do on lexicons' listener."""
+
+    def __init__(
+        self,
+        session: AsgiSession,
+        ws: Connection,
+        application: ServerApplication,
+        receive: Receive,
+        max_size: int,
+    ) -> None:
+        self.session = session
+        self.ws = ws
+        self.application = application
+        self.receive = receive
+        self.max_size = max_size
+        self.waiting: deque[tuple[bytes, bool]] = deque()
+        self.batch: deque[Any] = deque()
+        self.work: asyncio.Future[Any] | None = None
+
+    async def run(self) -> None:
+        session = self.session
+        receiving: asyncio.Future[Message] | None = None
+        pending = self.application.opened(self.ws)
+        if pending is not None:
+            self.work = asyncio.ensure_future(pending)
+        try:
+            while True:
+                self._turn()
+                if session.has_output():
+                    if self.work is None:
+                        await session.flush()
+                    else:
+                        session.schedule_flush()
+                if self.work is None:
+                    message = await (receiving if receiving is not None else self.receive())
+                    receiving = None
+                else:
+                    if receiving is None and len(self.waiting) < MAX_WAITING:
+                        receiving = asyncio.ensure_future(self.receive())
+                    waits = {self.work} if receiving is None else {self.work, receiving}
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    if self.work.done():
+                        self._work_done(self.work)
+                    if receiving is None or not receiving.done():
+                        continue
+                    message = receiving.result()
+                    receiving = None
+                if message["type"] == "websocket.disconnect":
+                    session.left(message.get("code", 1005))
+                    return
+                self._received(message)
+        finally:
+            if self.work is not None:
+                self.work.cancel()  # the client is gone: its work is too
+            if receiving is not None:
+                receiving.cancel()
+
+    def _received(self, message: Message) -> None:
+        text = message.get("text")
+        data = text.encode() if text is not None else message.get("bytes") or b""
+        if len(data) > self.max_size:
+            self.session.close(1009, f"message over {self.max_size} bytes")
+            return
+        if self.session.is_open:
+            self.waiting.append((data, text is not None))
+
+    def _turn(self) -> None:
+        """Run waiting requests until one is async (then it runs as the connection's work)."""
+        session, application, ws = self.session, self.application, self.ws
+        session.in_turn = True
+        try:
+            while self.work is None and session.is_open:
+                if self.batch:
+                    pending = application.dispatch(self.batch.popleft(), ws)
+                    if pending is not None:
+                        self.work = asyncio.ensure_future(pending)
+                elif self.waiting:
+                    data, text = self.waiting.popleft()
+                    self.batch.extend(application.message(ws, data, text))
+                else:
+                    break
+        finally:
+            session.in_turn = False
+
+    def _work_done(self, work: asyncio.Future[Any]) -> None:
+        self.work = None
+        if not work.cancelled() and work.exception() is not None:
+            logger.error("connection work failed; connection closed", exc_info=work.exception())
+            self.session.close(1011, "internal error")
+
+
+class AsgiSession:
+    """Stands in for the network session of one ASGI WebSocket connection.
+
+    It offers what a :class:`~lexicons.Connection` and a broadcast use of a session:
+    ``send`` (never blocks: messages queue and go out in order), ``writer`` (writes one
+    framed broadcast), ``close``, ``is_open``, ``close_code``, ``subprotocol`` and
+    ``port.peer()``. Unsent messages past ``max_buffer`` bytes cut the client off.
+    """
+
+    __slots__ = (
+        "port",
+        "writer",
+        "subprotocol",
+        "close_code",
+        "state",
+        "in_turn",
+        "cut",
+        "on_cut_off",
+        "_send",
+        "_held",
+        "_queue",
+        "_queued",
+        "_closing",
+        "_flushing",
+        "_task",
+        "_max_buffer",
+    )
+
+    def __init__(self, send: Send, peer: str, max_buffer: int) -> None:
+        self.port = _Peer(peer)
+        #: Writes a framed broadcast while the connection is open; ``None`` otherwise.
+        self.writer: Callable[[bytes], None] | None = None
+        self.subprotocol: str | None = None
+        self.close_code: int | None = None
+        self.state = _ADMITTING
+        #: The connection's own task is running requests: it sends what they queue.
+        self.in_turn = False
+        #: The client was cut off for not reading.
+        self.cut = False
+        self.on_cut_off: Callable[[], None] | None = None
+        self._send = send
+        self._held: list[tuple[bytes, bool]] | None = []
+        self._queue: deque[tuple[bytes, bool]] = deque()
+        self._queued = 0
+        self._closing: tuple[int, str] | None = None
+        self._flushing = False
+        self._task = asyncio.current_task()
+        self._max_buffer = max_buffer
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == _OPEN
+
+    # admission
+
+    async def deny(self, response: Response, scope: Scope) -> None:
+        """Refuse the handshake with ``response`` when the server can send one, else 403."""
+        self.state = _ENDED
+        self._held = None
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await self._send({"type": "websocket.close", "code": 1008})
+            return
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.raw_items()
+            if name.lower() not in ("connection", "date")
+        ]
+        await self._send(
+            {
+                "type": "websocket.http.response.start",
+                "status": response.status_code,
+                "headers": headers,
+            }  # fmt: skip
+        )
+        await self._send({"type": "websocket.http.response.body", "body": response.body or b""})
+
+    async def accept(self, subprotocol: str | None) -> None:
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self.subprotocol = subprotocol
+        self.state = _OPEN
+        self.writer = self._write_frame
+        held, self._held = self._held, None
+        if held:  # what headers sent goes right after the accept
+            self.in_turn = True
+            for data, text in held:
+                self._enqueue(data, text)
+            self.in_turn = False
+            await self.flush()
+
+    # output
+
+    def send(self, data: bytes, text: bool = True) -> None:
+        """Queue one message: held until admission, dropped after the close."""
+        if self.state == _OPEN:
+            self._enqueue(data, text)
+        elif self._held is not None:
+            self._held.append((data, text))
+
+    def _write_frame(self, frame: bytes) -> None:
+        data, text = _unframe(frame)
+        self._enqueue(data, text)
+
+    def _enqueue(self, data: bytes, text: bool) -> None:
+        queue = self._queue
+        if queue and self._queued + len(data) > self._max_buffer:
+            # One message of any size may wait alone, as on lexicons' listener.
+            self._cut_off()
+            return
+        queue.append((data, text))
+        self._queued += len(data)
+        if not self.in_turn:
+            self.schedule_flush()
+
+    def has_output(self) -> bool:
+        """Whether output waits with nobody sending it."""
+        return bool(self._queue or self._closing) and not self._flushing
+
+    def schedule_flush(self) -> None:
+        """Send what waits from a task of its own (unless one already does)."""
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def flush(self) -> None:
+        """Send what waits, in order, now; then the close frame, if one is due."""
+        if not self._flushing:
+            self._flushing = True
+            await self._drain()
+
+    async def _drain(self) -> None:
+        send, queue = self._send, self._queue
+        try:
+            while queue:
+                data, text = queue.popleft()
+                self._queued -= len(data)
+                if text:
+                    await send({"type": "websocket.send", "text": data.decode()})
+                else:
+                    await send({"type": "websocket.send", "bytes": data})
+            if self._closing is not None:
+                code, reason = self._closing
+                self._closing = None
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+        except OSError:  # the client is gone; its disconnect event follows
+            self._drop_output()
+        finally:
+            self._flushing = False
+
+    def _drop_output(self) -> None:
+        self.writer = None
+        self._queue.clear()
+        self._queued = 0
+
+    # the end
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after what was queued; during admission, refuse the handshake."""
+        if self.state == _OPEN:
+            self.state = _CLOSING
+            self.writer = None
+            self.close_code = code
+            self._closing = (code, reason)
+            if not self.in_turn:
+                self.schedule_flush()
+        elif self.state == _ADMITTING:
+            self.state = _ENDED
+
+    def _cut_off(self) -> None:
+        logger.warning(
+            "connection cut off: more than %d bytes unsent (the client stopped reading)",
+            self._max_buffer,
+        )
+        if self.on_cut_off is not None:
+            self.on_cut_off()
+        self.cut = True
+        self.end()
+        if self._task is not None:
+            self._task.cancel()  # it may be waiting on the client to read
+
+    def left(self, code: int) -> None:
+        """The client disconnected with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+        self.end()
+
+    def end(self) -> None:
+        """Nothing more is sent."""
+        self.state = _ENDED
+        self._held = None
+        self._closing = None
+        self._drop_output()
+
+
+class _Peer:
+    """The client's address, as the session's port gives it."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def peer(self) -> str:
+        return self.address
+
+
+@dataclass
+class HttpRequest(Request):
+    """A plain HTTP request with its method (websockets' ``Request`` has none)."""
+
+    method: str = "GET"
+
+
+def _target(scope: Scope) -> str:
+    """The request target relative to where the application is mounted, with the query."""
+    root = scope.get("root_path", "")
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"])
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    path = path or "/"
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _headers(scope: Scope) -> Headers:
+    return Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+
+
+def _refusal(status: int, body: str) -> Response:
+    return plain_response(status, body)
+
+
+def _unframe(frame: bytes) -> tuple[bytes, bool]:
+    """The payload of a frame :mod:`lexicons.network.frames` built, and whether it is text."""
+    length = frame[1] & 0x7F
+    start = 2 if length < 126 else 4 if length == 126 else 10
+    return frame[start:], frame[0] & 0x0F == 1
+
+
+async def _stream_file(file: StaticFile, send: Send) -> None:
+    assert file.path is not None
+    loop = asyncio.get_running_loop()
+    handle = await loop.run_in_executor(None, open, file.path, "rb")
+    try:
+        remaining = file.size
+        while remaining > 0:
+            chunk = await loop.run_in_executor(None, handle.read, min(_FILE_CHUNK, remaining))
+            if not chunk:
+                break  # the file shrank since its size was sent
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+    finally:
+        handle.close()
