@@ -203,11 +203,7 @@ class AsgiApp:
             {
                 "type": "http.response.start",
                 "status": head.status_code,
-                "headers": [
-                    (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in head.headers.raw_items()
-                    if name.lower() != "connection"  # the ASGI server runs the connection
-                ],
+                "headers": _asgi_headers(head.headers),
             }
         )
         if isinstance(answer, StaticFile) and answer.path is not None:
@@ -245,7 +241,12 @@ class AsgiApp:
         await session.accept(select_subprotocol(offered))
         self._sessions.add(session)
         try:
-            await self._serve(session, ws, application, receive, settings.max_size)
+            await _Turns(session, ws, application, receive, settings.max_size).run()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not session.cut or current is None:
+                raise
+            current.uncancel()  # cut off: the connection ends here, the server goes on
         finally:
             session.end()
             self._sessions.discard(session)
@@ -256,23 +257,6 @@ class AsgiApp:
                 task = asyncio.ensure_future(pending)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-
-    async def _serve(
-        self,
-        session: AsgiSession,
-        ws: Connection,
-        application: ServerApplication,
-        receive: Receive,
-        max_size: int,
-    ) -> None:
-        """Receive messages and run their requests one at a time until the client leaves."""
-        try:
-            await _Turns(session, ws, application, receive, max_size).run()
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not session.cut or task is None:
-                raise
-            task.uncancel()  # cut off: the connection ends here, the server goes on
 
 
 class _Turns:
@@ -429,17 +413,12 @@ class AsgiSession:
         if "websocket.http.response" not in scope.get("extensions", {}):
             await self._send({"type": "websocket.close", "code": 1008})
             return
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in response.headers.raw_items()
-            if name.lower() not in ("connection", "date")
-        ]
         await self._send(
             {
                 "type": "websocket.http.response.start",
                 "status": response.status_code,
-                "headers": headers,
-            }  # fmt: skip
+                "headers": _asgi_headers(response.headers),
+            }
         )
         await self._send({"type": "websocket.http.response.body", "body": response.body or b""})
 
@@ -593,6 +572,15 @@ def _target(scope: Scope) -> str:
 
 def _headers(scope: Scope) -> Headers:
     return Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+
+
+def _asgi_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """Response headers for the ASGI server, which sets ``Connection`` and ``Date`` itself."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.raw_items()
+        if name.lower() not in ("connection", "date")
+    ]
 
 
 def _refusal(status: int, body: str) -> Response:
