@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from lexicons import Connection, HandshakeRejected, Response, Server
+from lexicons import ConfigurationError, Connection, HandshakeRejected, Response, Server
 from lexicons.asgi import AsgiSession, _unframe
 from lexicons.client import open_connection
 from lexicons.headers import subprotocol_credential
@@ -188,12 +188,14 @@ async def test_untrusted_addresses_and_a_full_server_are_refused(tmp_path: Path)
         assert refused.value.status == 503
 
 
-async def test_asgi_and_the_listener_share_channels(tmp_path: Path) -> None:
-    """One app, served by lexicons' listener and by uvicorn at once: one set of channels."""
+async def test_the_lifespan_context_starts_the_app_and_broadcasts_reach_everyone(
+    tmp_path: Path,
+) -> None:
     app = chat_app(tmp_path)
     async with app.asgi.lifespan(), asgi_server(app.asgi, lifespan="off") as url:
-        # The lifespan started the app; lexicons' listener cannot run beside it.
         assert app.running is not None and app.asgi.running is app.running
+        with pytest.raises(ConfigurationError, match="already running"):
+            await app.serve(host="127.0.0.1", port=0).start()  # one way at a time
         async with await open_connection(url) as a, await open_connection(url) as b:
             await a.send(json.dumps({"say": {"text": "x"}}))
             assert json.loads(await b.recv()) == {"say": {"from": None, "text": "x"}}
@@ -227,9 +229,14 @@ async def test_mounted_in_starlette_beside_http_routes(tmp_path: Path) -> None:
                 "echo": {"text": "mounted"},
                 "ref": 1,
             }
+            await ws.send(json.dumps({"say": {"text": "all"}}))  # one subscriber: itself
+            assert json.loads(await ws.recv()) == {"say": {"from": None, "text": "all"}}
             status, body = await http_get(http + "/ws/metrics")
             assert "lexicons_connections 1.0" in body
             assert 'lexicons_requests_total{signal="whoami"} 1.0' in body
+            assert "lexicons_messages_received_total 3.0" in body
+            assert "lexicons_messages_sent_total 3.0" in body
+            assert "lexicons_deliveries_total 1.0" in body
     assert lex.state["events"][-1] == "on_shutdown"
 
 

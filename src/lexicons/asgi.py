@@ -41,6 +41,7 @@ from websockets.http11 import Request, Response
 from .application import ServerApplication
 from .headers import select_subprotocol
 from .lifecycle import Runnable, Running
+from .metrics import Meter, MeteredApplication
 from .network.http import StaticFile, plain_response
 from .network.session import Session
 
@@ -221,7 +222,8 @@ class AsgiApp:
             return
         settings = running.settings
         client = scope.get("client")
-        session = AsgiSession(send, client[0] if client else "", settings.max_buffer)
+        meter = application.meter if isinstance(application, MeteredApplication) else None
+        session = AsgiSession(send, client[0] if client else "", settings.max_buffer, meter)
         if application.full():
             await session.deny(_refusal(503, "too many connections\n"), scope)
             return
@@ -358,6 +360,8 @@ class AsgiSession:
     ``send`` (never blocks: messages queue and go out in order), ``writer`` (writes one
     framed broadcast), ``close``, ``is_open``, ``close_code``, ``subprotocol`` and
     ``port.peer()``. Unsent messages past ``max_buffer`` bytes cut the client off.
+    With metrics on, ``meter`` counts the messages ``send`` sends (broadcasts are
+    counted by the broker).
     """
 
     __slots__ = (
@@ -377,9 +381,10 @@ class AsgiSession:
         "_flushing",
         "_task",
         "_max_buffer",
+        "_meter",
     )
 
-    def __init__(self, send: Send, peer: str, max_buffer: int) -> None:
+    def __init__(self, send: Send, peer: str, max_buffer: int, meter: Meter | None = None) -> None:
         self.port = _Peer(peer)
         #: Writes a framed broadcast while the connection is open; ``None`` otherwise.
         self.writer: Callable[[bytes], None] | None = None
@@ -399,6 +404,7 @@ class AsgiSession:
         self._flushing = False
         self._task = asyncio.current_task()
         self._max_buffer = max_buffer
+        self._meter = meter
 
     @property
     def is_open(self) -> bool:
@@ -440,6 +446,8 @@ class AsgiSession:
     def send(self, data: bytes, text: bool = True) -> None:
         """Queue one message: held until admission, dropped after the close."""
         if self.state == _OPEN:
+            if self._meter is not None:
+                self._meter.sent += 1
             self._enqueue(data, text)
         elif self._held is not None:
             self._held.append((data, text))

@@ -21,8 +21,9 @@ from .durable import Gate
 from .errors import ConfigurationError
 from .handlers import Handler
 from .headers import select_subprotocol
-from .metrics import ServerMetrics
+from .metrics import MeteredSession, ServerMetrics
 from .network.hub import Hub, listen
+from .network.session import Session
 from .scheduler import Schedule, TaskRunner
 from .security import Origins, Trust
 
@@ -157,7 +158,12 @@ class Running:
         self, application: ServerApplication, ssl_context: ssl.SSLContext | None
     ) -> None:
         settings = self.settings
-        self._hub = hub = Hub(application, settings, select_subprotocol=_select_subprotocol)
+        self._hub = hub = Hub(
+            application,
+            settings,
+            select_subprotocol=_select_subprotocol,
+            session_type=Session if self.metrics is None else MeteredSession,
+        )
         self._server = await listen(
             hub,
             settings.host,

@@ -10,12 +10,13 @@ writes the exposition format.
 from __future__ import annotations
 
 from .meter import Meter, Snapshot, Totals, combine
-from .serving import PATH, MeteredApplication, ServerMetrics, require_client
+from .serving import PATH, MeteredApplication, MeteredSession, ServerMetrics, require_client
 
 __all__ = [
     "PATH",
     "Meter",
     "MeteredApplication",
+    "MeteredSession",
     "ServerMetrics",
     "Snapshot",
     "Totals",

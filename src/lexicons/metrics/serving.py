@@ -6,21 +6,23 @@ happen overridden to add to a :class:`~lexicons.metrics.meter.Meter` first. With
 off none of this exists, so counting costs nothing then.
 
 - a message received: :meth:`MeteredApplication.message`;
-- a message sent: each :class:`~lexicons.Connection` writes through a
-  :class:`CountedSession` standing in for its session (replies, errors, ``ws.send``, and
-  broadcast deliveries, which read the session's ``writer`` once per subscriber);
+- a message sent to one client (a reply, an error, ``ws.send``): :class:`MeteredSession`,
+  the network session with ``send`` counting;
+- a broadcast published, and its deliveries: :class:`CountedBroker` around the server's
+  broker counts each publication, and each broadcast it hands this process for delivery
+  with the number of local subscribers of its channels (one count per broadcast, not one
+  per subscriber, so large fan-outs cost nothing more);
 - a request and its handler's latency: :meth:`MeteredApplication.dispatch`;
 - a refused handshake, an admitted connection, a slow consumer cut off: the
-  application's ``refused``, ``full``, ``opened`` and ``cut_off``;
-- a broadcast published: :class:`CountedBroker` around the server's broker.
+  application's ``refused``, ``full``, ``opened`` and ``cut_off``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from websockets.http11 import Request, Response
@@ -43,8 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PATH",
     "CountedBroker",
-    "CountedSession",
     "MeteredApplication",
+    "MeteredSession",
     "ServerMetrics",
     "require_client",
 ]
@@ -86,8 +88,8 @@ class ServerMetrics:
         return MeteredApplication(self.app, settings, gate, self)
 
     def broker(self, broker: Broker) -> CountedBroker:
-        """``broker``, counting what is published through it."""
-        return CountedBroker(broker, self.meter)
+        """``broker``, counting what is published through it and delivered here."""
+        return CountedBroker(broker, self.meter, self.app.channels)
 
     def snapshot(self, *, live: bool = True) -> Snapshot:
         broker = self.app.channels.broker
@@ -131,52 +133,16 @@ class ServerMetrics:
             self.shared.publish(self.snapshot(live=False))
 
 
-class CountedSession:
-    """Stands in for a connection's session inside its :class:`~lexicons.Connection`,
-    counting each message written through it.
+class MeteredSession(Session):
+    """The network session, counting each message it sends to its client directly
+    (replies, errors, ``ws.send``); broadcasts are counted once each, by the broker."""
 
-    Replies, errors and ``ws.send`` call :meth:`send`; a broadcast reads :attr:`writer`
-    once per subscriber and writes with it, so reading a writer that can write counts
-    one delivery. A message sent before the connection is admitted (by a header) waits
-    in the session and is not counted.
-    """
-
-    __slots__ = ("session", "meter", "port")
-
-    def __init__(self, session: Session, meter: Meter) -> None:
-        self.session = session
-        self.meter = meter
-        self.port = session.port
+    __slots__ = ()
 
     def send(self, data: bytes, text: bool = True) -> None:
-        session = self.session
-        if session.writer is not None:
-            self.meter.sent += 1
-        session.send(data, text)
-
-    @property
-    def writer(self) -> Callable[[bytes], Any] | None:
-        write = self.session.writer
-        if write is not None:
-            meter = self.meter
-            meter.sent += 1
-            meter.deliveries += 1
-        return write
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        self.session.close(code, reason)
-
-    @property
-    def is_open(self) -> bool:
-        return self.session.is_open
-
-    @property
-    def close_code(self) -> int | None:
-        return self.session.close_code
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.session.subprotocol
+        if self.writer is not None:
+            cast(MeteredApplication, self.app).meter.sent += 1
+        Session.send(self, data, text)
 
 
 class MeteredApplication(ServerApplication):
@@ -193,9 +159,6 @@ class MeteredApplication(ServerApplication):
         # Whatever runs a request (the dispatcher, or the durable wrapper), timed.
         self._run: Callable[[Call, Connection], Coroutine[Any, Any, None] | None] = self.dispatch
         self.dispatch = self._dispatch  # type: ignore[method-assign]
-
-    def connection(self, session: Session, request: Request) -> Connection:
-        return super().connection(CountedSession(session, self.meter), request)  # type: ignore[arg-type]
 
     def full(self) -> bool:
         if super().full():
@@ -252,19 +215,29 @@ async def _observed(pending: Awaitable[None], timing: Timing, start: float) -> N
 
 
 class CountedBroker(Broker):
-    """A broker that counts the broadcasts published through it, and passes everything
-    to the broker it wraps (``tests/test_metrics.py`` checks that it passes every method
-    of :class:`~lexicons.Broker`; extra attributes are read through)."""
+    """A broker that counts the broadcasts published through it and those it delivers
+    here, and passes everything to the broker it wraps (``tests/test_metrics.py`` checks
+    that it passes every method of :class:`~lexicons.Broker`; other attributes are read
+    through)."""
 
-    def __init__(self, inner: Broker, meter: Meter) -> None:
+    def __init__(self, inner: Broker, meter: Meter, channels: Mapping[str, Any]) -> None:
         self.inner = inner
         self.meter = meter
+        self.channels = channels
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def bind(self, deliver: Callable[[Sequence[str], bytes], None]) -> None:
-        self.inner.bind(deliver)
+        meter, channels = self.meter, self.channels
+
+        def counted(names: Sequence[str], data: bytes) -> None:
+            reached = recipients(channels, names)
+            meter.deliveries += reached
+            meter.sent += reached
+            deliver(names, data)
+
+        self.inner.bind(counted)
 
     async def start(self) -> None:
         await self.inner.start()
@@ -287,3 +260,20 @@ class CountedBroker(Broker):
 
     async def count(self, channel: str, local: int) -> int:
         return await self.inner.count(channel, local)
+
+
+def recipients(channels: Mapping[str, Any], names: Sequence[str]) -> int:
+    """How many local subscribers a broadcast to ``names`` is written to (each once).
+
+    A subscriber whose connection is closing at that moment counts, though nothing more
+    is written to it.
+    """
+    if len(names) == 1:
+        channel = channels.get(names[0])
+        return 0 if channel is None else len(channel.subscribers)
+    reached: set[str] = set()
+    for name in names:
+        channel = channels.get(name)
+        if channel is not None:
+            reached.update(channel.subscribers)
+    return len(reached)
