@@ -120,7 +120,9 @@ async def compare(
             if values:
                 report[f"{unit} µs, metrics {'on' if metrics else 'off'}"] = summarize(values)
         if len(variants) == 2 and figures[True] and unit in figures[True][0]:
-            ratios = [on[unit] / off[unit] for on, off in zip(figures[True], figures[False])]
+            ratios = [
+                on[unit] / off[unit] for on, off in zip(figures[True], figures[False], strict=True)
+            ]
             report[f"{unit}: on ÷ off"] = summarize(ratios)
             report[f"{unit}: on ÷ off, per round"] = [round(r, 3) for r in ratios]
     return report
