@@ -233,7 +233,7 @@ async def test_mounted_in_starlette_beside_http_routes(tmp_path: Path) -> None:
             assert json.loads(await ws.recv()) == {"say": {"from": None, "text": "all"}}
             status, body = await http_get(http + "/ws/metrics")
             assert "lexicons_connections 1.0" in body
-            assert 'lexicons_requests_total{signal="whoami"} 1.0' in body
+            assert 'lexicons_handler_seconds_count{signal="whoami"} 1.0' in body  # the first
             assert "lexicons_messages_received_total 3.0" in body
             assert "lexicons_messages_sent_total 3.0" in body
             assert "lexicons_deliveries_total 1.0" in body

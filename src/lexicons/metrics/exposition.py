@@ -78,25 +78,18 @@ class FiguresCollector(Collector):
         for reason, count in totals.refused.items():
             refused.add_metric([reason], count)
         yield refused
-        requests = CounterMetricFamily(
-            "lexicons_requests", "Signal requests handled, by signal.", labels=["signal"]
-        )
         latency = HistogramMetricFamily(
             "lexicons_handler_seconds",
-            f"Time handling a signal request, sampled: one request in {SAMPLE} per signal "
-            "(and the first) is timed, so _count is the number timed; "
-            "lexicons_requests_total counts them all.",
+            f"Time handling a signal request, sampled: the requests of one message in "
+            f"{SAMPLE} are timed, so _count is the number timed, not the number handled.",
             labels=["signal"],
         )
-        for signal, count in totals.requests.items():
-            requests.add_metric([signal], count)
-            histogram = totals.latency[signal]
+        for signal, histogram in totals.latency.items():
             cumulative, buckets = 0, []
             for bound, observed in zip(_BOUNDS, histogram.buckets, strict=True):
                 cumulative += observed
                 buckets.append((bound, float(cumulative)))
             latency.add_metric([signal], buckets, histogram.total)
-        yield requests
         yield latency
         yield GaugeMetricFamily(
             "lexicons_broker_connected",

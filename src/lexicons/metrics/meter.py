@@ -6,15 +6,15 @@ attribute increment, far cheaper than a locked ``prometheus_client`` counter), a
 each process into the exposition format, and :func:`combine` adds up the snapshots of
 several worker processes.
 
-Handler latency is sampled: every request is counted, and one in ``sample`` per signal
-is timed (the first one always), so timing costs nothing on the other requests.
+Handler latency is sampled: the requests of one message in ``sample`` are timed, so
+reading the clock costs nothing on the others (it would cost more than all the counting).
 """
 
 from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import msgspec
 
@@ -49,7 +49,7 @@ BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-#: One request in this many, per signal, is timed.
+#: The requests of one message in this many are timed.
 SAMPLE = 16
 #: Handshake refusals by reason label; each appears in every scrape, zero or not.
 REASONS = ("untrusted", "origin", "gate", "full", "storage", "other")
@@ -66,38 +66,15 @@ OTHER = "(unregistered)"
 
 
 class Timing:
-    """One signal's requests: each counted, one in ``every`` timed into buckets."""
+    """One signal's timed requests, bucketed."""
 
-    __slots__ = ("every", "left", "started", "buckets", "total")
+    __slots__ = ("buckets", "total")
 
-    def __init__(self, every: int = SAMPLE) -> None:
-        if every < 1:
-            raise ValueError(f"sample: {every!r} is not a whole number >= 1")
-        self.every = every
-        #: Requests until the next timed one (the first request is timed).
-        self.left = 1
-        #: Requests timed so far (started; a cancelled one is never observed).
-        self.started = 0
+    def __init__(self) -> None:
         #: Observations per bucket, the last one ``+Inf``.
         self.buckets = [0] * (len(BUCKETS) + 1)
         #: Sum of the observed seconds.
         self.total = 0.0
-
-    def tick(self) -> bool:
-        """Count one request; True when this one is to be timed."""
-        self.left -= 1
-        if self.left:
-            return False
-        self.left = self.every
-        self.started += 1
-        return True
-
-    @property
-    def requests(self) -> int:
-        """Requests counted: derived from the countdown, so counting costs one decrement."""
-        if not self.started:
-            return 0
-        return 1 + (self.started - 1) * self.every + (self.every - self.left)
 
     def observe(self, seconds: float) -> None:
         """Record one timed request (bucket bounds are inclusive, as Prometheus's are)."""
@@ -130,7 +107,6 @@ class Snapshot(msgspec.Struct):
     deliveries: int
     cut_off: int
     refused: dict[str, int]
-    requests: dict[str, int]
     latency: dict[str, Histogram]
     broker_connected: bool
     broker_undelivered: int
@@ -149,9 +125,13 @@ class Meter:
         "refused",
         "timings",
         "other",
+        "sample",
+        "countdown",
     )
 
     def __init__(self, signals: Iterable[str] = (), *, sample: int = SAMPLE) -> None:
+        if sample < 1:
+            raise ValueError(f"sample: {sample!r} is not a whole number >= 1")
         #: Connections admitted.
         self.opened = 0
         #: Complete WebSocket messages received from clients.
@@ -166,8 +146,20 @@ class Meter:
         self.cut_off = 0
         self.refused = dict.fromkeys(REASONS, 0)
         #: One :class:`Timing` per registered signal; ``other`` for every other name.
-        self.timings = {name: Timing(sample) for name in signals}
-        self.other = Timing(sample)
+        self.timings = {name: Timing() for name in signals}
+        self.other = Timing()
+        #: One message in ``sample`` has its requests timed.
+        self.sample = sample
+        #: Messages until the next timed one (the first is timed).
+        self.countdown = 1
+
+    def due(self) -> bool:
+        """Count down one message; True when its requests are to be timed."""
+        self.countdown -= 1
+        if self.countdown:
+            return False
+        self.countdown = self.sample
+        return True
 
     def refuse(self, reason: str) -> None:
         """Count a refused handshake; ``reason`` is the refusal's short reason."""
@@ -189,7 +181,6 @@ class Meter:
             deliveries=self.deliveries,
             cut_off=self.cut_off,
             refused=dict(self.refused),
-            requests={name: timing.requests for name, timing in timings.items()},
             latency={name: Histogram(list(t.buckets), t.total) for name, t in timings.items()},
             broker_connected=broker_connected,
             broker_undelivered=broker_undelivered,
@@ -209,7 +200,6 @@ class Totals(msgspec.Struct):
     deliveries: int
     cut_off: int
     refused: dict[str, int]
-    requests: dict[str, int]
     latency: dict[str, Histogram]
     #: Running processes whose broker is connected.
     broker_connected: int
@@ -222,12 +212,12 @@ _COUNTERS = ("opened", "received", "sent", "broadcasts", "deliveries", "cut_off"
 def combine(snapshots: Iterable[Snapshot]) -> Totals:
     """Add up processes: counters over all of them (a stopped worker's counts stay, so
     totals never go down), gauges over the live ones only."""
-    totals = Totals(0, 0, 0, 0, 0, 0, 0, 0, dict.fromkeys(REASONS, 0), {}, {}, 0, 0)
+    totals = Totals(0, 0, 0, 0, 0, 0, 0, 0, dict.fromkeys(REASONS, 0), {}, 0, 0)
     for snap in snapshots:
         for name in _COUNTERS:
             setattr(totals, name, getattr(totals, name) + getattr(snap, name))
-        _add(totals.refused, snap.refused)
-        _add(totals.requests, snap.requests)
+        for reason, count in snap.refused.items():
+            totals.refused[reason] = totals.refused.get(reason, 0) + count
         for signal, histogram in snap.latency.items():
             into = totals.latency.get(signal)
             if into is None:
@@ -243,8 +233,3 @@ def combine(snapshots: Iterable[Snapshot]) -> Totals:
             totals.connections += snap.connections
             totals.broker_connected += snap.broker_connected
     return totals
-
-
-def _add(into: dict[str, int], more: Mapping[str, int]) -> None:
-    for key, value in more.items():
-        into[key] = into.get(key, 0) + value

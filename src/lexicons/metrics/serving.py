@@ -12,7 +12,9 @@ off none of this exists, so counting costs nothing then.
   broker counts each publication, and each broadcast it hands this process for delivery
   with the number of local subscribers of its channels (one count per broadcast, not one
   per subscriber, so large fan-outs cost nothing more);
-- a request and its handler's latency: :meth:`MeteredApplication.dispatch`;
+- a handler's latency: for one message in :data:`~lexicons.metrics.meter.SAMPLE`,
+  :meth:`MeteredApplication.message` has the message's requests dispatched through a
+  timing wrapper; the others are dispatched as with metrics off;
 - a refused handshake, an admitted connection, a slow consumer cut off: the
   application's ``refused``, ``full``, ``opened`` and ``cut_off``.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from websockets.http11 import Request, Response
@@ -141,7 +143,7 @@ class MeteredSession(Session):
 
     def send(self, data: bytes, text: bool = True) -> None:
         if self.writer is not None:
-            cast(MeteredApplication, self.app).meter.sent += 1
+            self.app.meter.sent += 1  # type: ignore[attr-defined]  # a MeteredApplication
         Session.send(self, data, text)
 
 
@@ -156,9 +158,8 @@ class MeteredApplication(ServerApplication):
         self.meter = meter = metrics.meter
         self._timings = meter.timings
         self._other = meter.other
-        # Whatever runs a request (the dispatcher, or the durable wrapper), timed.
+        # What runs a request with metrics off (the dispatcher, or the durable wrapper).
         self._run: Callable[[Call, Connection], Coroutine[Any, Any, None] | None] = self.dispatch
-        self.dispatch = self._dispatch  # type: ignore[method-assign]
 
     def full(self) -> bool:
         if super().full():
@@ -177,17 +178,19 @@ class MeteredApplication(ServerApplication):
         self.meter.cut_off += 1
 
     def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
-        self.meter.received += 1
-        return super().message(ws, data, text)
+        # This runs for every message: Meter.due inlined, and no super() object.
+        meter = self.meter
+        meter.received += 1
+        meter.countdown -= 1
+        if not meter.countdown:
+            meter.countdown = meter.sample
+            self.dispatch = self._timed  # type: ignore[method-assign]
+        return ServerApplication.message(self, ws, data, text)
 
-    def _dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
+    def _timed(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
+        """Dispatch the requests of a sampled message, timing each."""
+        self.dispatch = self._run  # type: ignore[method-assign,assignment]
         timing = self._timings.get(item.name, self._other)
-        # Timing.tick inlined: this runs for every request.
-        timing.left -= 1
-        if timing.left:
-            return self._run(item, ws)
-        timing.left = timing.every
-        timing.started += 1
         start = perf_counter()
         pending = self._run(item, ws)
         if pending is None:
