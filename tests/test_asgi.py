@@ -357,3 +357,22 @@ async def test_a_session_holds_header_messages_until_accepted() -> None:
     await session.flush()
     assert sent[-1] == {"type": "websocket.close", "code": 4000, "reason": "bye"}
     assert session.close_code == 4000 and len(sent) == 3
+
+
+async def test_header_messages_follow_the_accept_and_big_messages_close_1009(
+    tmp_path: Path,
+) -> None:
+    app = chat_app(tmp_path, max_size=100)
+
+    @app.header
+    def User(ws: Connection, header: str) -> bool:
+        ws.send({"welcome": header})  # waits for admission
+        return True
+
+    async with asgi_server(app.asgi) as url:
+        async with await open_connection(url, headers={"User": "ada"}) as ws:
+            assert json.loads(await ws.recv()) == {"welcome": "ada"}
+            await ws.send(json.dumps({"echo": {"text": "x" * 200}}))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1009

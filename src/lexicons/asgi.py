@@ -240,9 +240,11 @@ class AsgiApp:
             await session.deny(verdict or _refusal(403, "closed\n"), scope)
             return
         offered = scope.get("subprotocols") or []
-        await session.accept(select_subprotocol(offered))
         self._sessions.add(session)
+        accepted = False  # until then the connection is refused, as far as the app knows
         try:
+            await session.accept(select_subprotocol(offered))
+            accepted = True
             await _Turns(session, ws, application, receive, settings.max_size).run()
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -254,7 +256,7 @@ class AsgiApp:
             self._sessions.discard(session)
             if not self._sessions and self._emptied is not None:
                 self._emptied.set()
-            pending = application.closed(ws, True)
+            pending = application.closed(ws, accepted)
             if pending is not None:
                 task = asyncio.ensure_future(pending)
                 self._tasks.add(task)
