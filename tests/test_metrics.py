@@ -30,16 +30,18 @@ from lexicons.testing import HandshakeFailed, TestClient
 # --- the meter, without I/O --------------------------------------------------------
 
 
-@given(st.integers(1, 40), st.integers(0, 500))
-def test_the_first_message_and_then_one_in_sample_are_timed(sample: int, messages: int) -> None:
-    meter = Meter(sample=sample)
-    timed = [n for n in range(messages) if meter.due()]
-    assert timed == list(range(0, messages, sample))
+@given(st.integers(0, 6), st.integers(0, 500))
+def test_one_message_in_sample_is_timed(power: int, messages: int) -> None:
+    meter = Meter(sample=2**power)
+    timed = [n for n in range(1, messages + 1) if meter.receive()]
+    assert timed == list(range(1, messages + 1, 2**power))
+    assert meter.received == messages
 
 
-def test_a_sample_below_one_is_refused() -> None:
-    with pytest.raises(ValueError, match="sample"):
-        Meter(sample=0)
+@pytest.mark.parametrize("sample", [0, 3, 12])
+def test_a_sample_that_is_not_a_power_of_two_is_refused(sample: int) -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        Meter(sample=sample)
 
 
 @given(st.lists(st.floats(0, 100, allow_nan=False), max_size=50))

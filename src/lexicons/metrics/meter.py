@@ -6,8 +6,9 @@ attribute increment, far cheaper than a locked ``prometheus_client`` counter), a
 each process into the exposition format, and :func:`combine` adds up the snapshots of
 several worker processes.
 
-Handler latency is sampled: the requests of one message in ``sample`` are timed, so
-reading the clock costs nothing on the others (it would cost more than all the counting).
+Handler latency is sampled: the requests of the first message and then of one message
+in ``sample`` are timed, so reading the clock costs nothing on the others (it would cost
+more than all the counting).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
-#: The requests of one message in this many are timed.
+#: The requests of one message in this many (a power of two) are timed.
 SAMPLE = 16
 #: Handshake refusals by reason label; each appears in every scrape, zero or not.
 REASONS = ("untrusted", "origin", "gate", "full", "storage", "other")
@@ -126,12 +127,11 @@ class Meter:
         "timings",
         "other",
         "sample",
-        "countdown",
     )
 
     def __init__(self, signals: Iterable[str] = (), *, sample: int = SAMPLE) -> None:
-        if sample < 1:
-            raise ValueError(f"sample: {sample!r} is not a whole number >= 1")
+        if sample < 1 or sample & (sample - 1):
+            raise ValueError(f"sample: {sample!r} is not a power of two")
         #: Connections admitted.
         self.opened = 0
         #: Complete WebSocket messages received from clients.
@@ -150,16 +150,11 @@ class Meter:
         self.other = Timing()
         #: One message in ``sample`` has its requests timed.
         self.sample = sample
-        #: Messages until the next timed one (the first is timed).
-        self.countdown = 1
 
-    def due(self) -> bool:
-        """Count down one message; True when its requests are to be timed."""
-        self.countdown -= 1
-        if self.countdown:
-            return False
-        self.countdown = self.sample
-        return True
+    def receive(self) -> bool:
+        """Count one message received; True when its requests are to be timed."""
+        self.received += 1
+        return not (self.received - 1) & (self.sample - 1)
 
     def refuse(self, reason: str) -> None:
         """Count a refused handshake; ``reason`` is the refusal's short reason."""
