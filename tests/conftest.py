@@ -291,7 +291,7 @@ async def asgi_server(app: Any, *, lifespan: str = "on", **options: Any) -> Asyn
     """Serve the ASGI application ``app`` with uvicorn in this event loop, on a free
     loopback port; yields ``ws://127.0.0.1:<port>``. Leaving stops uvicorn (and its
     lifespan shutdown)."""
-    import uvicorn
+    uvicorn = pytest.importorskip("uvicorn", reason="a test dependency: pip install -e '.[test]'")
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,9 +11,6 @@ from typing import Any
 
 import pytest
 from conftest import Process, asgi_server, eventually
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -207,9 +204,15 @@ async def test_the_lifespan_context_starts_the_app_and_broadcasts_reach_everyone
 
 
 async def test_mounted_in_starlette_beside_http_routes(tmp_path: Path) -> None:
+    pytest.importorskip("starlette", reason="a test dependency: pip install -e '.[test]'")
+    pytest.importorskip("prometheus_client", reason="the metrics extra")
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
     lex = chat_app(tmp_path, metrics=True)
 
-    async def hello(request: Any) -> PlainTextResponse:
+    async def hello(request: Any) -> Any:
         return PlainTextResponse("hello from starlette")
 
     web = Starlette(
@@ -298,6 +301,7 @@ async def test_without_lifespan_the_stop_sequence_runs_when_the_loop_ends(
 
 
 async def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client", reason="the metrics extra")
     app = chat_app(tmp_path, max_buffer=64 * 1024, metrics=True)
 
     @app.signal

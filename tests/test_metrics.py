@@ -16,7 +16,6 @@ import pytest
 from conftest import Process, eventually
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from lexicons import Broker, ConfigurationError, Response, Server
@@ -142,8 +141,9 @@ def test_the_counting_broker_passes_every_method_of_the_interface() -> None:
 
 def scrape_text(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of an exposition, by name and labels."""
+    parser = pytest.importorskip("prometheus_client.parser", reason="pip install -e '.[test]'")
     samples = {}
-    for family in text_string_to_metric_families(text):
+    for family in parser.text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
@@ -161,6 +161,7 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def metrics_app(tmp_path: Path, **settings: Any) -> Server:
+    pytest.importorskip("prometheus_client", reason="the metrics extra: pip install -e '.[test]'")
     app = Server(data=str(tmp_path), debug=False, metrics=True, **settings)
     app.channel("Room")
 
@@ -366,8 +367,8 @@ def test_metrics_is_a_setting_an_environment_variable_and_a_flag(tmp_path: Path)
 async def test_without_prometheus_client_start_up_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import now raises
     app = metrics_app(tmp_path)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import now raises
     with pytest.raises(ConfigurationError, match=r"lexicons\[metrics\]"):
         async with app.serve(host="127.0.0.1", port=0):
             pass
