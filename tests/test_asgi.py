@@ -380,3 +380,29 @@ async def test_header_messages_follow_the_accept_and_big_messages_close_1009(
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 1009
+
+
+async def test_a_failed_start_fails_the_lifespan_and_is_tried_again(tmp_path: Path) -> None:
+    app = chat_app(tmp_path)
+    attempts = []
+
+    @app.on_start
+    def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("the database is not up yet")
+
+    sent: list[Any] = []
+    events = iter([{"type": "lifespan.startup"}])
+
+    async def receive() -> Any:
+        return next(events)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app.asgi({"type": "lifespan"}, receive, send)
+    assert sent == [{"type": "lifespan.startup.failed", "message": "the database is not up yet"}]
+    assert app.running is None
+    async with app.asgi.lifespan():  # the next start runs the whole sequence again
+        assert app.running is not None and len(attempts) == 2

@@ -103,12 +103,13 @@ class AsgiApp:
         """Run the start sequence once (concurrent first uses share it)."""
         if self._running is not None:
             return self._running
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start())
+        starting = self._starting
+        if starting is None:
+            starting = self._starting = asyncio.ensure_future(self._start())
         try:
-            return await asyncio.shield(self._starting)
+            return await asyncio.shield(starting)
         except BaseException:
-            if self._starting.done():
+            if starting.done() and self._starting is starting:
                 self._starting = None  # a failed start is tried again by the next use
             raise
 
