@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from conftest import Process, asgi_server, eventually
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -406,3 +408,77 @@ async def test_a_failed_start_fails_the_lifespan_and_is_tried_again(tmp_path: Pa
     assert app.running is None
     async with app.asgi.lifespan():  # the next start runs the whole sequence again
         assert app.running is not None and len(attempts) == 2
+
+
+# --- the session's output, without a server ---------------------------------------
+
+outputs = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.binary(max_size=300), st.booleans()),
+        st.tuples(st.just("broadcast"), st.binary(max_size=300), st.booleans()),
+        st.tuples(st.just("read"), st.integers(0, 5), st.just(False)),
+        st.tuples(st.just("close"), st.integers(4000, 4999), st.just(False)),
+    ),
+    max_size=40,
+)
+
+
+@given(outputs, st.integers(200, 2000))
+@settings(max_examples=150, deadline=None)
+def test_asgi_output_keeps_its_order_its_bound_and_its_end(
+    steps: list[tuple[str, Any, bool]], max_buffer: int
+) -> None:
+    """Whatever is sent, broadcast or closed while the client reads at its own pace, the
+    client gets a prefix of what was queued while open, in order, then the close; what
+    waits never passes max_buffer besides one message, or the client is cut off."""
+
+    async def scenario() -> None:
+        received: list[Any] = []
+        readable = asyncio.Semaphore(0)  # the client reads one message per release
+
+        async def send(message: Any) -> None:
+            if message["type"] != "websocket.accept":
+                await readable.acquire()
+            received.append(message)
+
+        session = AsgiSession(send, "127.0.0.1", max_buffer)
+        await session.accept(None)
+        queued: list[tuple[str, Any]] = []
+        closed_with: int | None = None
+        for kind, value, text in steps:
+            if kind == "read":
+                for _ in range(value):
+                    readable.release()
+                await asyncio.sleep(0)  # a turn of the loop: the flusher may send
+            elif kind == "close":
+                if session.is_open:
+                    closed_with = value
+                session.close(value)
+            else:
+                data = bytes(value) if not text else value.hex().encode()
+                if session.is_open:
+                    queued.append(("text", data.decode()) if text else ("bytes", data))
+                if kind == "send":
+                    session.send(data, text)
+                elif session.writer is not None:
+                    session.writer(text_frame(data) if text else binary_frame(data))
+            assert session.unsent <= max_buffer + 600  # one message of any size besides
+        for _ in range(len(steps) + 2):
+            readable.release()
+        await session.flush()
+        messages = [m for m in received[1:] if m["type"] == "websocket.send"]
+        got = [("text", m["text"]) if "text" in m else ("bytes", m["bytes"]) for m in messages]
+        assert got == queued[: len(got)]
+        if session.cut:
+            assert not any(m["type"] == "websocket.close" for m in received)
+        else:
+            assert got == queued
+            ends = [m for m in received if m["type"] == "websocket.close"]
+            if closed_with is None:
+                assert ends == []
+            else:
+                assert received[-1] == {"type": "websocket.close", "code": closed_with,
+                                        "reason": ""}  # fmt: skip
+                assert len(ends) == 1
+
+    asyncio.run(scenario())

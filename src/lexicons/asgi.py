@@ -382,6 +382,7 @@ class AsgiSession:
         "_queued",
         "_closing",
         "_flushing",
+        "_drainer",
         "_task",
         "_max_buffer",
         "_meter",
@@ -405,6 +406,8 @@ class AsgiSession:
         self._queued = 0
         self._closing: tuple[int, str] | None = None
         self._flushing = False
+        #: The task sending what waits, when one does.
+        self._drainer: asyncio.Task[None] | None = None
         self._task = asyncio.current_task()
         self._max_buffer = max_buffer
         self._meter = meter
@@ -470,6 +473,11 @@ class AsgiSession:
         if not self.in_turn:
             self.schedule_flush()
 
+    @property
+    def unsent(self) -> int:
+        """Bytes of messages waiting to be handed to the server."""
+        return self._queued
+
     def has_output(self) -> bool:
         """Whether output waits with nobody sending it."""
         return bool(self._queue or self._closing) and not self._flushing
@@ -478,11 +486,15 @@ class AsgiSession:
         """Send what waits from a task of its own (unless one already does)."""
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     async def flush(self) -> None:
-        """Send what waits, in order, now; then the close frame, if one is due."""
-        if not self._flushing:
+        """Send what waits, in order, then the close frame if one is due; return once
+        everything queued so far was handed to the server (a drain under way included)."""
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.wait({drainer})  # its end, cancelled or not; not ours
+        if not self._flushing and (self._queue or self._closing):
             self._flushing = True
             await self._drain()
 
@@ -504,6 +516,8 @@ class AsgiSession:
             self._drop_output()
         finally:
             self._flushing = False
+            if self._drainer is asyncio.current_task():
+                self._drainer = None
 
     def _drop_output(self) -> None:
         self.writer = None
@@ -543,11 +557,14 @@ class AsgiSession:
         self.end()
 
     def end(self) -> None:
-        """Nothing more is sent."""
+        """Nothing more is sent (a send the client never took is given up)."""
         self.state = _ENDED
         self._held = None
         self._closing = None
         self._drop_output()
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.cancel()
 
 
 class _Peer:
