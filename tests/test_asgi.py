@@ -17,7 +17,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from lexicons import ConfigurationError, Connection, HandshakeRejected, Response, Server
-from lexicons.asgi import AsgiSession, _unframe
+from lexicons.asgi import AsgiSession
+from lexicons.asgi.session import unframe
 from lexicons.client import open_connection
 from lexicons.headers import subprotocol_credential
 from lexicons.network.frames import binary_frame, text_frame
@@ -341,8 +342,8 @@ async def test_shutdown_closes_connections_with_1001(tmp_path: Path) -> None:
 def test_unframe_reverses_every_frame_length() -> None:
     for size in (0, 125, 126, 65535, 65536):
         data = b"x" * size
-        assert _unframe(text_frame(data)) == (data, True)
-        assert _unframe(binary_frame(data)) == (data, False)
+        assert unframe(text_frame(data)) == (data, True)
+        assert unframe(binary_frame(data)) == (data, False)
 
 
 async def test_a_session_holds_header_messages_until_accepted() -> None:
