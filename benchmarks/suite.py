@@ -38,6 +38,7 @@ GOALS: list[tuple[str, str, str, float]] = [
     ("fanout", "lexicons", "socketio-aiohttp", -8.0),
     ("churn", "lexicons", "raw", 0.8),
     ("idle", "lexicons", "raw", 0.7),
+    ("echo", "lexicons-metrics", "lexicons", 1.03),
 ]
 
 #: The references every other target is compared with, pair by pair.
@@ -199,7 +200,8 @@ def summarize_runs(runs: list[dict[str, Any]], table: dict[str, Scenario]) -> li
     summary = []
     for (scenario, loop, target), members in groups.items():
         ratios: dict[str, dict[str, float]] = {}
-        references = (*REFERENCES, *(t for t in TARGETS if t.startswith("socketio")))
+        # lexicons itself too: what a variant of it (metrics, ASGI) costs, pair by pair.
+        references = (*REFERENCES, "lexicons", *(t for t in TARGETS if t.startswith("socketio")))
         for ref in references:
             pairs = [
                 r["headline"] / other["headline"]

@@ -117,6 +117,7 @@ def chromium_path() -> str | None:
 __all__ = [
     "Process",
     "SmallDisk",
+    "asgi_server",
     "chromium_path",
     "client_frame",
     "echo_app",
@@ -383,3 +384,33 @@ async def raw() -> AsyncIterator[Callable[..., Awaitable[RawClient]]]:
     yield open_raw
     for client in opened:
         client.abort()
+
+
+@contextlib.asynccontextmanager
+async def asgi_server(app: Any, *, lifespan: str = "on", **options: Any) -> AsyncIterator[str]:
+    """Serve the ASGI application ``app`` with uvicorn in this event loop, on a free
+    loopback port; yields ``ws://127.0.0.1:<port>``. Leaving stops uvicorn (and its
+    lifespan shutdown)."""
+    uvicorn = pytest.importorskip("uvicorn", reason="a test dependency: pip install -e '.[test]'")
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, lifespan=lifespan, log_level="warning", access_log=False, **options
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+
+    async def started() -> bool:
+        if serving.done():
+            serving.result()  # uvicorn failed to start: say why
+        return bool(server.started)
+
+    try:
+        await eventually(started, "uvicorn to start")
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

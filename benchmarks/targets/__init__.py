@@ -47,6 +47,22 @@ TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target("lexicons", "lexicons_app", "json", "lexicons"),
+        Target(
+            "lexicons-metrics",
+            "lexicons_app",
+            "json",
+            "lexicons (metrics on)",
+            requires=("prometheus_client",),
+            variant="metrics",
+        ),
+        Target(
+            "lexicons-asgi",
+            "lexicons_app",
+            "json",
+            "lexicons (ASGI, uvicorn)",
+            requires=("uvicorn",),
+            variant="asgi",
+        ),
         Target("raw", "raw", "json", "raw websockets (msgspec)", variant="msgspec"),
         Target("raw-json", "raw", "json", "raw websockets (json)", variant="json"),
         Target("floor", "floor", "json", "Sans-I/O floor"),

@@ -7,6 +7,7 @@ handshake does what a production one does.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from lexicons import Response, Server
@@ -40,6 +41,36 @@ def Publish(text: str) -> Response:
 
 
 async def main(variant: str) -> None:
-    async with app.serve(host="127.0.0.1", port=0, ping_interval=None) as running:
+    """Serve the app: on lexicons' listener, with metrics on (``metrics``), or as an ASGI
+    application on uvicorn (``asgi``), as the python-socketio target runs there."""
+    if variant == "asgi":
+        await _uvicorn()
+        return
+    metrics = variant == "metrics"
+    async with app.serve(host="127.0.0.1", port=0, ping_interval=None, metrics=metrics) as running:
         announce(running.port)
         await asyncio.Event().wait()
+
+
+async def _uvicorn() -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app.asgi,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        backlog=1024,
+        ws_ping_interval=None,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    announce(sock.getsockname()[1])
+    await serving

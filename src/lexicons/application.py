@@ -132,7 +132,10 @@ class ServerApplication(Application):
         limit = self.max_connections
         return limit is not None and len(self.connections) >= limit
 
-    def admit(self, ws: Connection, request: Request) -> Any:
+    def admit(self, ws: Connection, request: Request, secure: bool | None = None) -> Any:
+        """The verdict on a handshake (see :meth:`Application.admit`); ``secure`` says
+        whether the client connected over TLS, when another server than lexicons' own
+        listener accepted it (ASGI); by default, whether lexicons serves TLS."""
         peer = ws.remote_address
         # Header functions may read the address, so apply the proxy rule first.
         ws.remote_address = self._trust.client_address(peer, request.headers)
@@ -152,7 +155,7 @@ class ServerApplication(Application):
                 headers=self._headers,
                 gate=app.gate,
                 call=call,
-                secure=self._secure,
+                secure=self._secure if secure is None else secure,
             )
 
         gate = self.gate
@@ -178,11 +181,16 @@ class ServerApplication(Application):
         """``None`` to admit, else the refusal to send."""
         if error is not None:
             logger.error("handshake from %s refused: storage failed", admission.address)
+            self.refused("storage unavailable")
             return plain_response(503, "storage unavailable\n")
         if admission.allowed:
             return None
+        self.refused(admission.reason)
         reason = admission.detail if self.expose_errors else admission.reason
         return plain_response(admission.status, reason + "\n")
+
+    def refused(self, reason: str) -> None:
+        """A handshake was refused for ``reason`` (its short reason); metrics count it."""
 
     # a connection's life
 

@@ -78,6 +78,8 @@ FLAGS: dict[str, str] = {
     "workers": "server processes sharing the port; more than 1 needs --broker",
     "max_size": "largest incoming message, in bytes",
     "max_connections": "most connections at once",
+    "metrics": "serve Prometheus metrics at GET /metrics on the same port "
+    "(pip install 'lexicons[metrics]')",
 }
 
 _VARIABLE = {name: variable for variable, (name, _) in ENVIRONMENT.items()}
@@ -239,7 +241,8 @@ async def _serve_until_stopped(app: App, settings: Settings, worker: Worker | No
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        running = await Running(app, settings).start()
+        shared = None if worker is None else worker.metrics_dir
+        running = await Running(app, settings, shared_metrics=shared).start()
     except (LexiconsError, OSError) as exc:
         logger.error("%scould not start: %s", who, _explain(exc, settings))
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -20,7 +21,9 @@ from .durable import Gate
 from .errors import ConfigurationError
 from .handlers import Handler
 from .headers import select_subprotocol
+from .metrics import MeteredSession, ServerMetrics
 from .network.hub import Hub, listen
+from .network.session import Session
 from .scheduler import Schedule, TaskRunner
 from .security import Origins, Trust
 
@@ -52,14 +55,30 @@ class Running:
 
     ``port`` is the bound port (useful with ``port=0``) and ``url`` the address to
     connect to. ``close()`` runs the shutdown sequence; it is safe to call twice.
+    ``shared_metrics`` is the directory where ``--workers`` processes add up their
+    metrics (:mod:`lexicons.metrics.shared`). With ``listen=False`` everything starts but
+    the socket, for a server that receives its connections from elsewhere (ASGI).
     """
 
-    def __init__(self, app: Runnable, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: Runnable,
+        settings: Settings,
+        *,
+        shared_metrics: str | None = None,
+        listen: bool = True,
+    ) -> None:
         self.app = app
         self.settings = settings.checked()
         self.host = settings.host
         self.port = settings.port
         self.runner = TaskRunner(app.task, self._invoke, grace=self.settings.task_grace)
+        #: The server's metrics, with ``metrics=True``.
+        self.metrics: ServerMetrics | None = None
+        #: How the server serves connections, once started.
+        self.application: ServerApplication | None = None
+        self._shared_metrics = shared_metrics
+        self._listen = listen
         self._server: asyncio.Server | None = None
         self._hub: Hub | None = None
         self._gate: Gate | None = None
@@ -99,6 +118,8 @@ class Running:
         Trust(settings.trust, settings.proxies)  # a bad entry fails before anything starts
         Origins(settings.origins)
         ssl_context = settings.ssl_context()
+        if settings.metrics:  # prometheus_client missing fails here, before anything starts
+            self.metrics = ServerMetrics(app, shared=self._shared_metrics)
         self._closed = asyncio.Event()
         app.running = self
         app.log_step("STARTING")
@@ -106,6 +127,8 @@ class Running:
             app.database_for(settings).open()
             self._steps.append("db")
             broker = make_broker(settings)
+            if self.metrics is not None:
+                broker = self.metrics.broker(broker)
             broker.bind(app.channels.deliver)
             app.channels.broker = broker
             await broker.start()
@@ -117,27 +140,42 @@ class Running:
             self._steps.append("hooks")  # from here on_shutdown runs, even if start fails
             await self.runner.run_startup()
             self._steps.append("tasks")
-            self._hub = hub = Hub(
-                ServerApplication(app, settings, self._gate),
-                settings,
-                select_subprotocol=_select_subprotocol,
-            )
-            self._server = await listen(
-                hub,
-                settings.host,
-                settings.port,
-                ssl_context=ssl_context,
-                reuse_port=settings.reuse_port,
-            )
+            if self.metrics is None:
+                self.application = ServerApplication(app, settings, self._gate)
+            else:
+                self.application = self.metrics.application(settings, self._gate)
+            if self._listen:
+                await self._start_listening(self.application, ssl_context)
         except BaseException:
             await self._undo()
             raise
-        self.port = self._server.sockets[0].getsockname()[1]
         self.runner.start_intervals()
-        if settings.ping_interval is not None:
-            self._schedule_keepalive()
-        logger.info("serving on %s", self.url)
+        if self.metrics is not None:
+            self.metrics.start()
+        if self._listen:
+            if settings.ping_interval is not None:
+                self._schedule_keepalive()
+            logger.info("serving on %s", self.url)
         return self
+
+    async def _start_listening(
+        self, application: ServerApplication, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        settings = self.settings
+        self._hub = hub = Hub(
+            application,
+            settings,
+            select_subprotocol=_select_subprotocol,
+            session_type=Session if self.metrics is None else MeteredSession,
+        )
+        self._server = await listen(
+            hub,
+            settings.host,
+            settings.port,
+            ssl_context=ssl_context,
+            reuse_port=settings.reuse_port,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
 
     def _schedule_keepalive(self) -> None:
         assert self.settings.ping_interval is not None
@@ -164,6 +202,8 @@ class Running:
             self._server.close()
         if self._hub is not None:
             await self._hub.close_all(self.settings.shutdown_timeout)
+        if self.metrics is not None:
+            self.metrics.stop()
         await self._undo()
         if self._server is not None:
             await self._server.wait_closed()

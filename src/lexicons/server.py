@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from .asgi import AsgiApp
 from .brokers import LocalBroker
 from .channels import Channel, Channels
 from .commands import main_for
@@ -167,6 +168,7 @@ class Server:
         #: Free slot for application-wide state (a pool, a cache, a game lobby).
         self.state: dict[str, Any] = {}
         self.running: Running | None = None
+        self._asgi: AsgiApp | None = None
         hooks = (on_connect, on_disconnect, on_start, on_shutdown)
         for hook, func in zip(HOOKS, hooks, strict=True):
             if func is not None:
@@ -367,6 +369,19 @@ class Server:
         """Tell ``on_log`` about a lifecycle step; a failing ``on_log`` is logged, not raised."""
         if self.on_log is not None:
             self.on_log(status, data, self)
+
+    @property
+    def asgi(self) -> AsgiApp:
+        """This application as an ASGI application, for uvicorn, hypercorn or granian
+        (``uvicorn chat:app.asgi``) or mounted in Starlette or FastAPI
+        (``Mount("/ws", app=app.asgi)``, with ``lifespan=app.asgi.lifespan``).
+
+        Settings come from the code and the ``LEXICONS_*`` environment variables; the
+        ASGI server decides the address, TLS and keepalive pings.
+        """
+        if self._asgi is None:
+            self._asgi = AsgiApp(self, self.settings.from_environment)
+        return self._asgi
 
     def serve(self, host: str | None = None, port: int | None = None, **settings: Any) -> Running:
         """Start serving inside the running event loop: ``async with app.serve(port=0) as s:``.

@@ -83,6 +83,8 @@ class Settings:
     log_format: str = "text"
     #: A ``logging`` dict config file (JSON, or YAML with PyYAML) replacing the above.
     log_config: str | None = None
+    #: Serve Prometheus metrics at ``GET /metrics`` on the same port (``lexicons[metrics]``).
+    metrics: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, checked."""
@@ -254,4 +256,5 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_LOG_LEVEL": ("log_level", parse_str),
     "LEXICONS_LOG_FORMAT": ("log_format", parse_str),
     "LEXICONS_LOG_CONFIG": ("log_config", parse_str),
+    "LEXICONS_METRICS": ("metrics", parse_bool),
 }

@@ -22,9 +22,11 @@ import asyncio
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from .brokers import make_broker
 from .errors import ConfigurationError
+from .metrics import require_client
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -56,12 +59,21 @@ class Worker:
     variable); it is ``None`` for the reloaded server, whose supervisor does not wait for
     it to listen (``ready_fd`` ``None``). Either way the process leaves a second signal to
     its supervisor, and stops when the supervisor's end of the lifeline closes.
+    ``metrics_dir`` is where workers add up their metrics (``metrics=True``), else None.
     """
 
-    def __init__(self, index: int | None, ready_fd: int | None, lifeline_fd: int) -> None:
+    def __init__(
+        self,
+        index: int | None,
+        ready_fd: int | None,
+        lifeline_fd: int,
+        *,
+        metrics_dir: str | None = None,
+    ) -> None:
         self.index = index
         self._ready_fd = ready_fd
         self._lifeline_fd = lifeline_fd
+        self.metrics_dir = metrics_dir
 
     @property
     def name(self) -> str:
@@ -133,6 +145,8 @@ def check(settings: Settings) -> None:
             "shared data in a database server, or run a single process"
         )
     make_broker(settings)  # a bad URL or a missing client fails here, before forking
+    if settings.metrics:
+        require_client()
 
 
 class _Supervisor:
@@ -148,6 +162,8 @@ class _Supervisor:
         self.all_ready = False
         self.failed = False
         self.url = ""
+        #: Where the workers publish their metrics, so that one scrape adds them all up.
+        self.metrics_dir: str | None = None
 
     # the parent
 
@@ -165,6 +181,8 @@ class _Supervisor:
         for fd in (wake_r, wake_w):
             os.set_blocking(fd, False)
             self.fds.add(fd)
+        if self.settings.metrics:
+            self.metrics_dir = tempfile.mkdtemp(prefix="lexicons-metrics-")
         previous = {signum: signal.signal(signum, _ignore) for signum in _SIGNALS}
         old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         self.selector.register(wake_r, selectors.EVENT_READ, None)
@@ -180,6 +198,8 @@ class _Supervisor:
             for fd in self.fds:
                 os.close(fd)
             reserved.close()
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
         codes = [code for slot in self.slots for code in slot.codes[-1:]]
         if self.failed or any(codes):
             return 1
@@ -330,7 +350,8 @@ class _Supervisor:
             for fd in self.fds:
                 os.close(fd)
             os.environ["LEXICONS_WORKER"] = str(index)
-            code = self.serve(self.settings, Worker(index, ready_fd, lifeline_fd))
+            worker = Worker(index, ready_fd, lifeline_fd, metrics_dir=self.metrics_dir)
+            code = self.serve(self.settings, worker)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

@@ -22,7 +22,7 @@ from ..security import WireLogFilter
 from ..settings import Settings
 from .deadlines import Deadlines
 from .link import _READ_SIZE, Link
-from .session import Application, Limits
+from .session import Application, Limits, Session
 
 __all__ = ["Hub", "listen"]
 
@@ -46,8 +46,10 @@ class Hub:
         settings: Settings,
         *,
         select_subprotocol: SelectSubprotocol | None = None,
+        session_type: type[Session] = Session,
     ) -> None:
         self.app = app
+        self.session_type = session_type
         self.settings = settings
         self.limits = Limits(max_size=settings.max_size, max_buffer=settings.max_buffer)
         self.select_subprotocol = select_subprotocol

@@ -50,6 +50,8 @@ class Shared(Protocol):
 
     wire_logger: logging.Logger
     select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None
+    #: The session class (a subclass counts for metrics).
+    session_type: type[Session]
 
     def spawn(self, work: Any) -> asyncio.Task[Any]: ...
     def forget(self, link: Link) -> None: ...
@@ -80,7 +82,7 @@ class Link(asyncio.BufferedProtocol):
         hub = self.hub
         transport.set_write_buffer_limits(high=hub.limits.high_water)
         hub.links.add(self)
-        self.session = Session(
+        self.session = hub.session_type(
             hub.app,
             hub.limits,
             self,

@@ -144,6 +144,9 @@ class Application:
         """The connection is gone (``admitted``: it was open); called exactly once."""
         return None
 
+    def cut_off(self, ws: Any) -> None:
+        """``ws`` is being cut off: its unsent output passed ``max_buffer``."""
+
     def respond(self, request: Request) -> Response | StaticFile:
         """The answer to a plain HTTP request (not a WebSocket upgrade)."""
         return answer_not_found()
@@ -694,6 +697,7 @@ class Session:
             getattr(self.ws, "pk", "?"),
             self.limits.max_buffer,
         )
+        self.app.cut_off(self.ws)
         self.abort()
 
     def pause_writing(self) -> None:
