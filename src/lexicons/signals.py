@@ -28,14 +28,19 @@ class Response:
     """A signal result broadcast to channels instead of replied to the sender.
 
     ``Response({"text": "hi"}, ["Public"])`` returned from signal ``shout`` sends
-    ``{"shout": {"text": "hi"}}`` to every subscriber of ``Public``.
+    ``{"shout": {"text": "hi"}}`` to every subscriber of ``Public``. ``key`` names what
+    the broadcast is about (a player, a vehicle): a subscriber lagging on a ``conflate``
+    channel gets only the latest broadcast per key.
     """
 
-    __slots__ = ("payload", "channels")
+    __slots__ = ("payload", "channels", "key")
 
-    def __init__(self, payload: Any, channels: Iterable[str] | str) -> None:
+    def __init__(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
         self.payload = payload
         self.channels = [channels] if isinstance(channels, str) else list(channels)
+        self.key = key
 
     def __repr__(self) -> str:
         return f"Response({self.payload!r}, {self.channels!r})"
@@ -66,6 +71,11 @@ class SignalRegistry(Mapping[str, Handler]):
     ) -> Handler:
         """Register a function, a :class:`Signal` subclass or a Signal instance."""
         name, func = resolve_component(target, Signal, "signal", name)
+        if name.startswith("$"):
+            raise RegistrationError(
+                f"signal {name!r}: names beginning with '$' are reserved for lexicons' own "
+                "messages ($subscribe, $presence...)"
+            )
         if name in self._handlers:
             existing = self._handlers[name].func
             raise RegistrationError(
