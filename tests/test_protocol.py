@@ -38,7 +38,7 @@ class Recorder:
     def reply(self, ws: object, data: bytes) -> None:
         self.replies.append(json.loads(data))
 
-    def publish(self, channels: list[str], data: bytes) -> None:
+    def publish(self, channels: list[str], data: bytes, key: str | None = None) -> None:
         self.broadcasts.append((channels, json.loads(data)))
 
 

@@ -52,6 +52,16 @@ async def cluster(count: int, broker: str, namespace: str) -> AsyncIterator[list
         yield clients
 
 
+class Recorder:
+    """A broker's target that records what it is given."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+
+    def deliver(self, names: Any, data: bytes, key: str | None) -> None:
+        self.delivered.append(data)
+
+
 async def messages(peer: Peer, count: int) -> list[Any]:
     return [await peer.receive() for _ in range(count)]
 
@@ -413,9 +423,10 @@ async def test_a_redis_that_stops_answering_is_given_up_and_rejoined(
     own_redis: OwnRedis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A frozen Redis (SIGSTOP) keeps the sockets open: the heartbeat must notice."""
-    delivered: list[bytes] = []
+    target = Recorder()
+    delivered = target.delivered
     broker = RedisBroker(own_redis.url, namespace, timeout=0.3, heartbeat=0.1)
-    broker.bind(lambda channels, data: delivered.append(data))
+    broker.bind(target)
     await broker.start()
     try:
         broker.subscribe("Public")

@@ -27,6 +27,7 @@ from .database import Database
 from .errors import (
     ConfigurationError,
     DatabaseError,
+    Forbidden,
     HandshakeRejected,
     IntegrityError,
     InternalError,
@@ -35,14 +36,17 @@ from .errors import (
     InvalidPayload,
     LexiconsError,
     QueryError,
+    RateLimited,
     RegistrationError,
     SchemaError,
     SignalError,
     StorageError,
     TaskError,
+    UnknownChannel,
     UnknownSignal,
 )
 from .headers import Header
+from .history import History
 from .lifecycle import Running
 from .models import Index, Model, Ref
 from .query import QueryResult
@@ -61,8 +65,10 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseError",
+    "Forbidden",
     "HandshakeRejected",
     "Header",
+    "History",
     "Index",
     "IntegrityError",
     "InternalError",
@@ -74,6 +80,7 @@ __all__ = [
     "Model",
     "QueryError",
     "QueryResult",
+    "RateLimited",
     "Ref",
     "RegistrationError",
     "Response",
@@ -86,6 +93,7 @@ __all__ = [
     "StorageError",
     "Task",
     "TaskError",
+    "UnknownChannel",
     "UnknownSignal",
 ]
 

@@ -29,6 +29,7 @@ from .network.session import Application, Session
 from .protocol import Dispatcher, decode_frame, encode_errors
 from .protocol import Request as Call
 from .security import Origins, Trust
+from .subscriptions import Subscriptions
 
 if TYPE_CHECKING:
     from .server import Server
@@ -76,6 +77,7 @@ class ServerApplication(Application):
             debug=settings.debug,
             reply=reply,
             publish=app.channels.publish,
+            reserved=Subscriptions(app.channels, sv=app, db=app.db, reply=reply).handlers,
         )
         self._trust = Trust(settings.trust, settings.proxies)
         self._origins = Origins(settings.origins)

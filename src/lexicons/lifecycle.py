@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from .application import ServerApplication, invoke
@@ -52,6 +52,8 @@ class Running:
         self._keepalive: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._steps: list[str] = []
+        #: Joins that wait for the broker, started by server code that subscribes.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def url(self) -> str:
@@ -91,8 +93,10 @@ class Running:
             app.database_for(settings).open()
             self._steps.append("db")
             broker = make_broker(settings)
-            broker.bind(app.channels.deliver)
+            broker.bind(app.channels)
             app.channels.broker = broker
+            app.channels.configure(settings.max_buffer)
+            app.channels.spawn = self._spawn
             await broker.start()
             self._steps.append("broker")
             self._gate = Gate(app.db) if settings.durable else None
@@ -167,9 +171,11 @@ class Running:
                     except Exception:
                         logger.exception("on_shutdown hook %s failed", hook.func.__qualname__)
             if "broker" in self._steps:
+                for task in list(self._tasks):
+                    task.cancel()
                 await app.channels.broker.stop()
                 app.channels.broker = LocalBroker()
-                app.channels.broker.bind(app.channels.deliver)
+                app.channels.broker.bind(app.channels)
             if "db" in self._steps:
                 app.channels.gate = None
                 app.db.close()
@@ -178,6 +184,16 @@ class Running:
             app.running = None
             assert self._closed is not None
             self._closed.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("subscribing failed", exc_info=task.exception())
 
     # calling user code
 

@@ -85,12 +85,12 @@ class _Waiting:
 class Conflate:
     """``conflate``: only the latest publication per key waits for a lagging subscriber."""
 
-    __slots__ = ("_waiting", "_limit")
+    __slots__ = ("_waiting", "limit")
 
     def __init__(self, limit: int) -> None:
         self._waiting: dict[str, _Waiting] = {}
         #: Bytes that may wait for one subscriber before it is cut off.
-        self._limit = limit
+        self.limit = limit
 
     def deliver(self, members: Iterable[Connection], frame: bytes, key: str | None) -> None:
         waiting = self._waiting
@@ -107,9 +107,9 @@ class Conflate:
         if waiting is None:
             return False
         waiting.hold(key, frame)
-        if waiting.size > self._limit:
+        if waiting.size > self.limit:
             del self._waiting[ws.pk]
-            cut_off(ws, f"more than {self._limit} bytes of conflated publications wait")
+            cut_off(ws, f"more than {self.limit} bytes of conflated publications wait")
         return True
 
     def _caught_up(self, ws: Connection) -> None:

@@ -35,6 +35,10 @@ _frame = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[dict[str, msgspec.Ra
 encode = msgspec.json.Encoder().encode
 
 
+#: A handler of the framework's own requests (``$subscribe``...): ``None`` when done.
+Reserved = Callable[["Request", Any], "Awaitable[None] | None"]
+
+
 class Request(msgspec.Struct, gc=False):
     """One ``{"Name": payload}`` object of a frame, with its payload still raw JSON."""
 
@@ -97,12 +101,14 @@ def encode_errors(name: str | None, error: SignalError, ref: msgspec.Raw | None 
 class Dispatcher:
     """Runs requests against the registered signals and turns results into output.
 
-    ``reply(ws, data)`` writes bytes to one connection and ``publish(channels, data)``
-    hands a broadcast (encoded once) to the broker; both are supplied by the server,
-    which keeps this class free of I/O.
+    ``reply(ws, data)`` writes bytes to one connection and ``publish(channels, data,
+    key)`` hands a broadcast (encoded once) to the broker; both are supplied by the
+    server, which keeps this class free of I/O. ``reserved`` handles the framework's own
+    ``$`` requests: each answers its client itself, and raises (or returns an awaitable
+    that raises) for an error, which is answered here like a handler's.
     """
 
-    __slots__ = ("_signals", "_sv", "_db", "_debug", "_reply", "_publish")
+    __slots__ = ("_signals", "_sv", "_db", "_debug", "_reply", "_publish", "_reserved")
 
     def __init__(
         self,
@@ -112,7 +118,8 @@ class Dispatcher:
         db: Any,
         debug: bool,
         reply: Callable[[Any, bytes], None],
-        publish: Callable[[list[str], bytes], None],
+        publish: Callable[[list[str], bytes, str | None], None],
+        reserved: Mapping[str, Reserved] | None = None,
     ) -> None:
         # A plain dict: signals cannot be added while serving, and a registry's Python
         # ``get`` cost a call per message.
@@ -122,6 +129,7 @@ class Dispatcher:
         self._debug = debug
         self._reply = reply
         self._publish = publish
+        self._reserved = dict(reserved or {})
 
     def dispatch(self, request: Request, ws: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one request for ``ws``.
@@ -135,7 +143,11 @@ class Dispatcher:
             logger.debug("signal %s from %s", request.name, ws.pk)
         try:
             if handler is None:
-                raise UnknownSignal(f"no signal named {request.name!r}")
+                special = self._reserved.get(request.name)
+                if special is None:
+                    raise UnknownSignal(f"no signal named {request.name!r}")
+                pending = special(request, ws)
+                return None if pending is None else self._finish(pending, request, ws)
             kwargs = handler.payload.from_json(request.payload)
             result = handler.call(kwargs, ws, self._sv, self._db)
         except Exception as exc:
@@ -171,7 +183,7 @@ class Dispatcher:
                 data = encode({request.name: result.payload})
                 if self._debug:
                     logger.debug("broadcast %s to %s", request.name, ", ".join(result.channels))
-                self._publish(result.channels, data)
+                self._publish(result.channels, data, result.key)
                 return
             data = encode_reply(request.name, result, request.ref)
         except (TypeError, ValueError) as exc:  # a result msgspec cannot encode

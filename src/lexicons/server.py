@@ -30,7 +30,9 @@ from .database import Database
 from .errors import RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
+from .history import History
 from .models import Model
+from .policies import Policy
 from .protocol import encode
 from .security import Origins, Trust
 from .settings import Settings
@@ -101,6 +103,7 @@ class Server:
         #: Live connections of this process by pk.
         self.connections: dict[str, Connection] = {}
         self.channels = Channels(self.connections, LocalBroker())
+        self.channels.broker.bind(self.channels)
         self.signals = SignalRegistry()
         #: Handshake checks in registration order (the order of ``gate``'s list).
         self.headers = HeaderRegistry()
@@ -152,9 +155,33 @@ class Server:
         self._check_not_running("signal")
         return self.signals.add(target, name)
 
-    def add_channel(self, channel: Channel | type[Channel] | str) -> Channel:
-        """Register a channel given as a name or a :class:`Channel` class/instance."""
-        return self.channels.add(channel)
+    def add_channel(
+        self,
+        channel: Channel | type[Channel] | str,
+        *,
+        history: History | None = None,
+        presence: bool | None = None,
+        policy: Policy | None = None,
+        join: bool | Callable[..., Any] | None = None,
+    ) -> Channel:
+        """Register a channel given as a name (or a pattern such as ``"room:{id}"``) with
+        its options, or a :class:`Channel` class/instance (see :class:`Channel`)."""
+        return self.channels.add(
+            channel, history=history, presence=presence, policy=policy, join=join
+        )
+
+    def add_presence(self, func: Callable[..., Any]) -> Handler:
+        """Register the function that describes a connection to the other members of a
+        presence channel (its ``info``; never a credential)."""
+        self._check_not_running("presence function")
+        handler = inspect_handler(func, "presence", payload=False)
+        if handler.is_async:
+            raise RegistrationError(
+                "presence: the presence function must not be async (it runs as a "
+                "connection subscribes); look what it needs up in a header or on_connect"
+            )
+        self.channels.describe = lambda ws: handler.call({}, ws, self, self.db)
+        return handler
 
     def add_header(self, target: Any, name: str | None = None) -> Handler:
         """Register a handshake check (a function or :class:`Header` class) under ``name``."""
@@ -207,13 +234,42 @@ class Server:
         return self._decorator(self.add_header, target)
 
     @overload
-    def channel(self, target: str, /) -> Channel: ...
+    def channel(
+        self,
+        target: str,
+        /,
+        *,
+        history: History | None = None,
+        presence: bool | None = None,
+        policy: Policy | None = None,
+        join: bool | Callable[..., Any] | None = None,
+    ) -> Channel: ...
     @overload
     def channel(self, target: C, /) -> C: ...
-    def channel(self, target: Any, /) -> Any:
-        """Create a channel by name (``app.channel("Public")``) or register a Channel class."""
-        channel = self.add_channel(target)
+    def channel(self, target: Any, /, **options: Any) -> Any:
+        """Create a channel by name (``app.channel("Public", history=History(50))``) or
+        register a Channel class.
+
+        The channel returned is also a decorator for its authorization function, which
+        lets clients ``$subscribe``::
+
+            @app.channel("room:{id}", presence=True)
+            def room(ws, id: str) -> bool:
+                return ws.auth is not None
+        """
+        channel = self.add_channel(target, **options)
         return channel if isinstance(target, str) else target
+
+    def presence(self, func: F) -> F:
+        """Register the presence function: ``info`` of a connection in ``$join``, ``$leave``
+        and ``$presence``::
+
+            @app.presence
+            def info(ws):
+                return {"name": ws.auth.name}
+        """
+        self.add_presence(func)
+        return func
 
     def model(self, model: C) -> C:
         """Register a model class: ``@app.model``."""
@@ -255,10 +311,16 @@ class Server:
 
     # at run time
 
-    def broadcast(self, payload: Any, channels: Iterable[str] | str) -> None:
-        """Send ``payload`` to the subscribers of ``channels`` (unknown names are logged)."""
+    def broadcast(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
+        """Send ``payload`` to the subscribers of ``channels`` (unknown names are logged).
+
+        ``key`` names what it is about: a subscriber lagging on a ``conflate`` channel gets
+        only the latest broadcast per key.
+        """
         names = [channels] if isinstance(channels, str) else list(channels)
-        self.channels.publish(names, encode(payload))
+        self.channels.publish(names, encode(payload), key)
 
     @property
     def tasks(self) -> list[TaskInfo]:

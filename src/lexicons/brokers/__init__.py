@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .base import Broker, Deliver, LocalBroker
+from .base import Broker, BrokerUnavailable, LocalBroker, Target
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["Broker", "Deliver", "LocalBroker", "make_broker"]
+__all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "Target", "make_broker"]
 
 
 def make_broker(settings: Settings) -> Broker:

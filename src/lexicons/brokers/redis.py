@@ -239,8 +239,8 @@ class RedisBroker(Broker):
             await asyncio.wait([task])
         self._online = False
 
-    def publish(self, channels: Sequence[str], data: bytes) -> None:
-        self.deliver(channels, data)
+    def publish(self, channels: Sequence[str], data: bytes, key: str | None = None) -> None:
+        self.target.deliver(channels, data, key)
         if not self._online or len(self._pending) >= self.max_pending:
             self._not_sent(channels)
             return
@@ -248,12 +248,12 @@ class RedisBroker(Broker):
         envelope = pack(self.origin, self._seq, channels, data)
         keys = self._keys
         for name in channels:
-            key = keys.get(name)
-            if key is None:
+            redis_key = keys.get(name)
+            if redis_key is None:
                 if len(keys) > 10_000:  # run-time channels come and go
                     keys.clear()
-                key = keys[name] = (self._prefix + name).encode()
-            self._pending.append((_publish_command(key, envelope), None))
+                redis_key = keys[name] = (self._prefix + name).encode()
+            self._pending.append((_publish_command(redis_key, envelope), None))
         self.published += 1
         self._wake_writer()
 
@@ -485,7 +485,7 @@ class RedisBroker(Broker):
         self._last_seq[origin] = seq
         self.received += 1
         try:
-            self.deliver(channels, payload)
+            self.target.deliver(channels, payload, None)
         except Exception:
             logger.exception("delivering a broadcast from Redis failed")
 
