@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .errors import RegistrationError
+from .errors import ConfigurationError, RegistrationError
 from .handlers import Handler, inspect_handler, resolve_component
+from .ratelimit import RateLimit
 
 __all__ = ["Response", "Signal", "SignalRegistry"]
 
@@ -65,11 +66,18 @@ class SignalRegistry(Mapping[str, Handler]):
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        #: Rate limits per connection, by signal name.
+        self.limits: dict[str, RateLimit] = {}
 
     def add(
-        self, target: Callable[..., Any] | type[Signal] | Signal, name: str | None = None
+        self,
+        target: Callable[..., Any] | type[Signal] | Signal,
+        name: str | None = None,
+        *,
+        limit: str | RateLimit | None = None,
     ) -> Handler:
-        """Register a function, a :class:`Signal` subclass or a Signal instance."""
+        """Register a function, a :class:`Signal` subclass or a Signal instance; ``limit``
+        (``"5/s"``, a :class:`~lexicons.ratelimit.RateLimit`) bounds each connection's use."""
         name, func = resolve_component(target, Signal, "signal", name)
         if name.startswith("$"):
             raise RegistrationError(
@@ -83,6 +91,11 @@ class SignalRegistry(Mapping[str, Handler]):
                 f"cannot register {_describe(func)} under the same name"
             )
         handler = inspect_handler(func, name)
+        if limit is not None:
+            try:
+                self.limits[name] = RateLimit.parse(limit)
+            except ConfigurationError as exc:
+                raise RegistrationError(f"signal {name!r}: {exc}") from None
         self._handlers[name] = handler
         return handler
 
