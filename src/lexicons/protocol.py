@@ -10,13 +10,22 @@ so everything here is tested with plain function calls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import msgspec
 
-from .errors import InternalError, InvalidFrame, InvalidJSON, SignalError, UnknownSignal
+from .errors import (
+    InternalError,
+    InvalidFrame,
+    InvalidJSON,
+    RateLimited,
+    SignalError,
+    UnknownSignal,
+)
 from .handlers import Handler
+from .ratelimit import RateLimit, TokenBucket
 from .signals import Response
 
 __all__ = [
@@ -108,7 +117,18 @@ class Dispatcher:
     that raises) for an error, which is answered here like a handler's.
     """
 
-    __slots__ = ("_signals", "_sv", "_db", "_debug", "_reply", "_publish", "_reserved")
+    __slots__ = (
+        "_signals",
+        "_sv",
+        "_db",
+        "_debug",
+        "_reply",
+        "_publish",
+        "_reserved",
+        "_limits",
+        "_buckets",
+        "_clock",
+    )
 
     def __init__(
         self,
@@ -120,6 +140,8 @@ class Dispatcher:
         reply: Callable[[Any, bytes], None],
         publish: Callable[[list[str], bytes, str | None], None],
         reserved: Mapping[str, Reserved] | None = None,
+        limits: Mapping[str, RateLimit] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # A plain dict: signals cannot be added while serving, and a registry's Python
         # ``get`` cost a call per message.
@@ -130,6 +152,10 @@ class Dispatcher:
         self._reply = reply
         self._publish = publish
         self._reserved = dict(reserved or {})
+        self._limits = dict(limits or {})
+        #: Token buckets by (connection pk, signal name), made on first use.
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._clock = clock
 
     def dispatch(self, request: Request, ws: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one request for ``ws``.
@@ -142,6 +168,8 @@ class Dispatcher:
         if self._debug:
             logger.debug("signal %s from %s", request.name, ws.pk)
         try:
+            if self._limits and request.name in self._limits:
+                self._take(request.name, ws)
             if handler is None:
                 special = self._reserved.get(request.name)
                 if special is None:
@@ -173,6 +201,22 @@ class Dispatcher:
                 raise
         else:
             self.complete(request, result, ws)
+
+    def _take(self, name: str, ws: Any) -> None:
+        """Take a token of ``name``'s limit for ``ws``, or raise :class:`RateLimited`."""
+        limit = self._limits[name]
+        now = self._clock()
+        bucket = self._buckets.get((ws.pk, name))
+        if bucket is None:
+            bucket = self._buckets[ws.pk, name] = TokenBucket(limit, now)
+        wait = bucket.take(limit, now)
+        if wait:
+            raise RateLimited(f"{name} is limited to {limit}; retry in {wait:.2g} s")
+
+    def forget(self, pk: str) -> None:
+        """Connection ``pk`` is gone: drop its rate-limit state."""
+        for name in self._limits:
+            self._buckets.pop((pk, name), None)
 
     def complete(self, request: Request, result: Any, ws: Any) -> None:
         """Send a handler's result: nothing, a broadcast, or a reply to the sender."""

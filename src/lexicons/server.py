@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .brokers import LocalBroker
@@ -34,6 +35,7 @@ from .history import History
 from .models import Model
 from .policies import Policy
 from .protocol import encode
+from .ratelimit import RateLimit
 from .security import Origins, Trust
 from .settings import Settings
 from .signals import Signal, SignalRegistry
@@ -150,10 +152,16 @@ class Server:
             "Channel, Header, Task or Model, or use the keyword lists"
         )
 
-    def add_signal(self, target: Any, name: str | None = None) -> Handler:
-        """Register a signal function or :class:`Signal` class under ``name``."""
+    def add_signal(
+        self, target: Any, name: str | None = None, *, limit: str | RateLimit | None = None
+    ) -> Handler:
+        """Register a signal function or :class:`Signal` class under ``name``.
+
+        ``limit`` (``"5/s"``, a :class:`RateLimit`) bounds how often one connection may
+        call it; past it the client gets ``rate_limited``.
+        """
         self._check_not_running("signal")
-        return self.signals.add(target, name)
+        return self.signals.add(target, name, limit=limit)
 
     def add_channel(
         self,
@@ -217,13 +225,18 @@ class Server:
     @overload
     def signal(self, target: F, /) -> F: ...
     @overload
-    def signal(self, name: str | None = None, /) -> Callable[[F], F]: ...
-    def signal(self, target: Any = None, /) -> Any:
+    def signal(
+        self, name: str | None = None, /, *, limit: str | RateLimit | None = None
+    ) -> Callable[[F], F]: ...
+    def signal(self, target: Any = None, /, *, limit: str | RateLimit | None = None) -> Any:
         """Register a signal: ``@app.signal``, named for the function, or ``@app.signal("Name")``.
 
-        Returns the function unchanged.
+        ``@app.signal(limit="5/s")`` limits how often one connection may call it. Returns
+        the function unchanged.
         """
-        return self._decorator(self.add_signal, target)
+        if limit is None:
+            return self._decorator(self.add_signal, target)
+        return self._decorator(partial(self.add_signal, limit=limit), target)
 
     @overload
     def header(self, target: F, /) -> F: ...
