@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -438,3 +439,37 @@ async def test_disconnect_cuts_off_the_lagging_reader_only(raw: Any) -> None:
         await raw_call(slow, "$subscribe", channel="feed")
         await lag(app, fast, lambda: len(app.connections) == 1)
         assert list(app.channels["feed"].subscribers) == [fast_pk(app)]
+
+
+# publishing from other threads
+
+
+async def test_broadcast_threadsafe_from_threads_arrives_in_call_order() -> None:
+    app = history_app()
+    with pytest.raises(LexiconsError, match="not running"):
+        app.broadcast_threadsafe({"n": 0}, "news")
+    async with TestClient(app) as client:
+        alice = await client.connect()
+        await alice.subscribe("news")
+        await alice.subscribe("room:1")
+
+        def worker() -> None:
+            for n in range(50):
+                app.broadcast_threadsafe({"n": n}, ["news"])
+            app.broadcast_threadsafe({"done": True}, ["room:1"], key="end")
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        received = [(await alice.receive())["n"] for _ in range(50)]
+        assert received == list(range(50))
+        assert await alice.receive() == {"done": True, "channel": "room:1", "offset": 1}
+        thread.join()
+
+
+def test_broadcast_threadsafe_from_a_synchronous_test() -> None:
+    app = history_app()
+    with TestClient(app) as client:
+        alice = client.connect()
+        alice.subscribe("news")
+        app.broadcast_threadsafe({"hello": "from the test's thread"}, "news")
+        assert alice.receive() == {"hello": "from the test's thread"}

@@ -88,6 +88,8 @@ class Running:
         Origins(settings.origins)
         ssl_context = settings.ssl_context()
         self._closed = asyncio.Event()
+        #: The event loop serving the app (what ``broadcast_threadsafe`` hands work to).
+        self.loop = asyncio.get_running_loop()
         app.running = self
         try:
             app.database_for(settings).open()

@@ -28,7 +28,7 @@ from .brokers import LocalBroker
 from .channels import Channel, Channels
 from .connection import Connection
 from .database import Database
-from .errors import RegistrationError
+from .errors import LexiconsError, RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
 from .history import History
@@ -334,6 +334,25 @@ class Server:
         """
         names = [channels] if isinstance(channels, str) else list(channels)
         self.channels.publish(names, encode(payload), key)
+
+    def broadcast_threadsafe(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
+        """:meth:`broadcast` from another thread (a worker, a hardware poller).
+
+        The payload is encoded in the calling thread; the broadcast is handed to the
+        server's event loop and goes out in call order. Raises :class:`LexiconsError`
+        when the server is not running.
+        """
+        running = self.running
+        if running is None:
+            raise LexiconsError("broadcast_threadsafe: the server is not running")
+        names = [channels] if isinstance(channels, str) else list(channels)
+        data = encode(payload)
+        try:
+            running.loop.call_soon_threadsafe(self.channels.publish, names, data, key)
+        except RuntimeError:  # the loop closed since the check
+            raise LexiconsError("broadcast_threadsafe: the server has stopped") from None
 
     @property
     def tasks(self) -> list[TaskInfo]:
