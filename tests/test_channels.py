@@ -452,6 +452,7 @@ async def test_broadcast_threadsafe_from_threads_arrives_in_call_order() -> None
         alice = await client.connect()
         await alice.subscribe("news")
         await alice.subscribe("room:1")
+        await alice.expect("$join")
 
         def worker() -> None:
             for n in range(50):
