@@ -97,8 +97,9 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def _connection_factory(url: str, timeout: float) -> Any:
-    """A function making unconnected redis-py connections to ``url``; checks the URL now."""
+def _connection_factory(url: str, timeout: float, name: str) -> Any:
+    """A function making unconnected redis-py connections to ``url``, named ``name`` in
+    Redis's CLIENT LIST; checks the URL now."""
     try:
         from redis.asyncio.connection import ConnectionPool, parse_url
     except ImportError:
@@ -113,7 +114,7 @@ def _connection_factory(url: str, timeout: float) -> Any:
     options.setdefault("socket_connect_timeout", timeout)
     # Envelopes are bytes and replies are read in RESP2 shape. Reads never time out by
     # themselves: the reader waits for messages, and the heartbeat watches the writer.
-    options.update(protocol=2, decode_responses=False, socket_timeout=None)
+    options.update(protocol=2, decode_responses=False, socket_timeout=None, client_name=name)
     return ConnectionPool(**options).make_connection
 
 
@@ -162,14 +163,16 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self.heartbeat = heartbeat
         self.max_pending = max_pending
-        self._connect = _connection_factory(url, timeout)
+        #: This process's id in envelopes and in the subscriber-count hashes.
+        self.origin = os.urandom(8)
+        #: The name of this process's connections in Redis (``CLIENT LIST``).
+        self.client_name = f"lexicons:{namespace}:{self.origin.hex()}"
+        self._connect = _connection_factory(url, timeout, self.client_name)
         from redis.exceptions import RedisError, ResponseError
 
         #: What a lost or broken connection raises; what Redis answers to a bad command.
         self._failures: tuple[type[BaseException], ...] = (RedisError, OSError)
         self._refused: type[BaseException] = ResponseError
-        #: This process's id in envelopes and in the subscriber-count hashes.
-        self.origin = os.urandom(8)
         self._pid = self.origin.hex().encode()
         self._prefix = f"{namespace}:"
         self._seq = 0
