@@ -25,7 +25,12 @@ def make_broker(settings: Settings) -> Broker:
     from .redis import RedisBroker, redacted
 
     if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
-        return RedisBroker(url, namespace=settings.broker_namespace)
+        return RedisBroker(
+            url,
+            namespace=settings.broker_namespace,
+            heartbeat=settings.broker_heartbeat,
+            max_queue=settings.broker_queue,
+        )
     raise ConfigurationError(
         f"broker: {redacted(url)!r} is not a broker URL; use redis://host:port/db, "
         "rediss://... or unix:///path/to/redis.sock, or leave it unset for the "

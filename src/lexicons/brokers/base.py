@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ..errors import LexiconsError
+
 if TYPE_CHECKING:
     from ..history import History
 
 __all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "Target"]
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(LexiconsError):
     """The broker cannot answer now (Redis is unreachable); raised by its async methods."""
 
 

@@ -1,0 +1,110 @@
+"""What the Redis broker keeps in Redis, and the Lua scripts that keep it consistent.
+
+Keys, after the namespace prefix (``lexicons:`` by default)::
+
+    <channel>            the pub/sub channel a broadcast is published to
+    count:<channel>      hash: subscribers per process
+    process:<pid>        a live process's heartbeat (expires 3 heartbeats after it died)
+    history:<channel>    hash: epoch, offset, and per publisher the last sequence number
+    stream:<channel>     stream: the publications held, entry id "<offset>-0",
+                         fields t (Redis time, ms), d (payload), k (conflation key)
+    presence:<channel>   hash: connection pk -> publisher pid (16 hex digits) + info
+
+Scripts run atomically, so offsets, the stream and pub/sub stay in one order, and a
+publication resent after a reconnection (its reply was lost) is numbered only once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = ["PUBLISH_AT", "READ", "Script"]
+
+
+class Script:
+    """A Lua script and its SHA1, as EVALSHA wants it."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+
+# Shared by both: make the channel's epoch if its history was lost (or never existed).
+_EPOCH = """
+local meta, stream = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+#: KEYS: history, stream, pub/sub channel. ARGV: new epoch, max entries, stream ttl ms,
+#: history ttl ms, publisher (hex), its sequence number, envelope prefix (17 bytes), head
+#: prefix, payload, key. Returns the offset, or 0 for a publication already numbered.
+PUBLISH_AT = Script(
+    _EPOCH
+    + """
+local publisher = 'p:' .. ARGV[5]
+local seq = tonumber(ARGV[6])
+if seq <= tonumber(redis.call('HGET', meta, publisher) or '0') then
+  return 0
+end
+local offset = redis.call('HINCRBY', meta, 'offset', 1)
+redis.call('HSET', meta, publisher, ARGV[6])
+redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], offset .. '-0',
+           't', now_ms(), 'd', ARGV[9], 'k', ARGV[10])
+redis.call('PEXPIRE', stream, ARGV[3])
+redis.call('PEXPIRE', meta, ARGV[4])
+local head = ARGV[8] .. '"' .. epoch .. '",' .. offset .. ']'
+local n = #head
+local size = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                         math.floor(n / 256) % 256, n % 256)
+redis.call('PUBLISH', KEYS[3], ARGV[7] .. size .. head .. ARGV[9])
+return offset
+"""
+)
+
+#: KEYS: history, stream. ARGV: new epoch, epoch asked for ("" for none), offset asked
+#: for, max entries, max age ms, history ttl ms. Returns {epoch, offset, recovered, then
+#: payload and key of each publication after the offset asked for when recovered}.
+READ = Script(
+    _EPOCH
+    + """
+redis.call('PEXPIRE', meta, ARGV[6])
+local offset = tonumber(redis.call('HGET', meta, 'offset'))
+local since = tonumber(ARGV[3])
+if ARGV[2] ~= epoch or since > offset or since < offset - tonumber(ARGV[4]) then
+  return {epoch, offset, 0}
+end
+if since == offset then
+  return {epoch, offset, 1}
+end
+local entries = redis.call('XRANGE', stream, (since + 1) .. '-0', offset .. '-0')
+if #entries ~= offset - since then
+  return {epoch, offset, 0}
+end
+local oldest = now_ms() - tonumber(ARGV[5])
+local reply = {epoch, offset, 1}
+for i, entry in ipairs(entries) do
+  local fields = entry[2]
+  local found = {}
+  for j = 1, #fields, 2 do
+    found[fields[j]] = fields[j + 1]
+  end
+  if i == 1 and tonumber(found['t']) < oldest then
+    return {epoch, offset, 0}
+  end
+  reply[#reply + 1] = found['d']
+  reply[#reply + 1] = found['k']
+end
+return reply
+"""
+)
