@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apps.cluster_app import make_app
-from conftest import Process, eventually, subscribed
+from conftest import OwnRedis, Process, eventually, subscribed
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
@@ -290,62 +288,6 @@ async def test_count_is_cluster_wide_and_skips_dead_processes(
 
 
 # Redis going away and coming back
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of this test's own on an ephemeral port, stopped by its PID."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.popen: subprocess.Popen[str] | None = None
-        self._log: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.popen = popen = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert popen.stdout is not None
-        seen = []
-        for line in popen.stdout:  # its log says when it listens; EOF if it failed
-            seen.append(line)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise AssertionError("redis-server did not start:\n" + "".join(seen))
-        # Keep reading its log, so a full pipe never blocks it.
-        self._log = threading.Thread(target=popen.stdout.read, daemon=True)
-        self._log.start()
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop it by its PID, wait for it, and close its log pipe."""
-        assert self.popen is not None and self.popen.stdout is not None
-        self.popen.send_signal(signum)
-        self.popen.wait(timeout=10)
-        if self._log is not None:
-            self._log.join(10)  # ends at the pipe's EOF
-        self.popen.stdout.close()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = OwnRedis()
-    server.start()
-    yield server
-    if server.popen is not None:
-        server.stop(signal.SIGKILL)  # nothing to do but closing the pipe if it has stopped
 
 
 async def test_redis_restart_keeps_local_delivery_and_resumes_sharing(

@@ -24,6 +24,7 @@ from .channels import Channel, Channels
 from .client import Backoff, Client
 from .connection import Connection
 from .database import Database
+from .emitter import Emitter
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -65,6 +66,7 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseError",
+    "Emitter",
     "Forbidden",
     "HandshakeRejected",
     "Header",

@@ -665,8 +665,12 @@ class Channels(Mapping[str, Channel]):
 
     # publishing and delivering
 
-    def publish(self, names: Iterable[str], data: bytes, key: str | None = None) -> None:
-        """Hand an encoded broadcast to the broker for the known channels among ``names``."""
+    def sort(
+        self, names: Iterable[str], data: bytes
+    ) -> tuple[list[str], list[tuple[str, History]]]:
+        """The channels without history and the history channels among ``names``; unknown
+        names are logged and left out. Raises when ``data`` cannot go to a history channel
+        (it must be a JSON object: its frames carry the channel and the offset)."""
         plain: list[str] = []
         numbered: list[tuple[str, History]] = []
         for name in names:
@@ -682,6 +686,11 @@ class Channels(Mapping[str, Channel]):
                 f"a broadcast to history channel {numbered[0][0]!r} must be a JSON object "
                 "(its frames carry the channel and the offset beside it)"
             )
+        return plain, numbered
+
+    def publish(self, names: Iterable[str], data: bytes, key: str | None = None) -> None:
+        """Hand an encoded broadcast to the broker for the known channels among ``names``."""
+        plain, numbered = self.sort(names, data)
         for name, history in numbered:
             self._emit(self._publish_at, name, history, data, key)
         if plain:

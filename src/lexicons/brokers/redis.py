@@ -45,10 +45,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
+from . import scripts
 from .base import Broker, BrokerUnavailable
-from .envelope import KIND, NUMBERED, ORIGIN, PLAIN, head_prefix, pack, prefix, unpack
+from .envelope import KIND, NUMBERED, ORIGIN, PLAIN, pack, unpack
 from .lines import Line, Publication
-from .scripts import PUBLISH_AT, READ, Script
+from .scripts import PUBLISH_AT, READ
+from .scripts import milliseconds as _ms
 
 if TYPE_CHECKING:
     from ..history import History
@@ -113,10 +115,6 @@ def _connection_factory(url: str, timeout: float, name: str) -> Any:
     return ConnectionPool(**options).make_connection
 
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
 class _Session:
     """The two connections of one period during which Redis answered."""
 
@@ -171,11 +169,12 @@ class RedisBroker(Broker):
         #: The name of this process's connections in Redis (``CLIENT LIST``).
         self.client_name = f"lexicons:{namespace}:{self.origin.hex()}"
         self._connect = _connection_factory(url, timeout, self.client_name)
-        from redis.exceptions import RedisError, ResponseError
+        from redis.exceptions import NoScriptError, RedisError, ResponseError
 
         #: What a lost or broken connection raises; what Redis answers to a bad command.
         self._failures: tuple[type[BaseException], ...] = (RedisError, OSError)
         self._refused: type[BaseException] = ResponseError
+        self._no_script: type[BaseException] = NoScriptError
         self._unavailable = (BrokerUnavailable, RedisError, OSError)
         self._pid = self.origin.hex().encode()
         self._prefix = f"{namespace}:"
@@ -310,24 +309,9 @@ class RedisBroker(Broker):
             )
             return
         self._seq += 1
-        p = self._prefix
-        command = (
-            b"EVALSHA",
-            PUBLISH_AT.sha,
-            3,
-            f"{p}history:{channel}",
-            f"{p}stream:{channel}",
-            self._key(channel),
-            os.urandom(8).hex(),
-            history.count,
-            _ms(history.age),
-            self._history_ttl(history),
-            self._pid,
-            self._seq,
-            prefix(self.origin, self._seq),
-            head_prefix(channel, key),
-            data,
-            key or "",
+        ttl = self._history_ttl(history)
+        command = scripts.publish_at(
+            self._prefix, channel, history, ttl, self.origin, self._seq, key, data
         )
         self._queue((command, None, size, True))
         self.published += 1
@@ -397,30 +381,18 @@ class RedisBroker(Broker):
     async def _read(
         self, channel: str, since: tuple[str, int] | None, history: History
     ) -> tuple[str, int, list[tuple[bytes, str | None]] | None]:
-        p = self._prefix
-        reply = await self._request(
-            b"EVALSHA",
-            READ.sha,
-            2,
-            f"{p}history:{channel}",
-            f"{p}stream:{channel}",
-            os.urandom(8).hex(),
-            since[0] if since is not None else "",
-            since[1] if since is not None else 0,
-            history.count,
-            _ms(history.age),
-            self._history_ttl(history),
-        )
+        ttl = self._history_ttl(history)
+        reply = await self._request(*scripts.read(self._prefix, channel, history, ttl, since))
         epoch, offset, recovered, *flat = reply
         entries = None
         if recovered:
             entries = [(flat[i], flat[i + 1].decode() or None) for i in range(0, len(flat), 2)]
         return epoch.decode(), int(offset), entries
 
-    def _history_ttl(self, history: History) -> int:
+    def _history_ttl(self, history: History) -> float:
         """How long a history channel's position outlives its last publication: its age,
         or while a process follows it (renewed every heartbeat)."""
-        return _ms(max(history.age, 3 * self.heartbeat))
+        return max(history.age, 3 * self.heartbeat)
 
     def _follow(self, channel: str, line: Line, deliver: list[Publication], fill: bool) -> None:
         """Deliver what a line released; start a fill when it found a gap."""
@@ -517,7 +489,7 @@ class RedisBroker(Broker):
             history = self._histories.get(channel)
             if line.started and history is not None:
                 meta = f"{self._prefix}history:{channel}"
-                command = (b"PEXPIRE", meta, self._history_ttl(history))
+                command = (b"PEXPIRE", meta, _ms(self._history_ttl(history)))
                 self._queue((command, None, _OVERHEAD, False))
 
     async def _swept(self, channel: str) -> None:
@@ -635,11 +607,7 @@ class RedisBroker(Broker):
         try:
             await asyncio.wait_for(reader.connect(), self.timeout)
             await asyncio.wait_for(writer.connect(), self.timeout)
-            scripts: list[Script] = [PUBLISH_AT, READ]
-            commands = [(b"PING",)] + [(b"SCRIPT", b"LOAD", s.source) for s in scripts]
-            await writer.send_packed_command(writer.pack_commands(commands), check_health=False)
-            for _ in commands:
-                await asyncio.wait_for(writer.read_response(), self.timeout)
+            await asyncio.wait_for(self._load_scripts(writer), self.timeout)
         except BaseException:
             await _Session(reader, writer).close()
             raise
@@ -878,6 +846,7 @@ class RedisBroker(Broker):
                 chunks.extend(conn.pack_command(*command))
         self._waiting_since = asyncio.get_running_loop().time()
         index = 0  # replies read so far: the commands before it surely reached Redis
+        unscripted: list[Item] = []
         try:
             await conn.send_packed_command(chunks, check_health=False)
             read = conn.read_response
@@ -885,6 +854,9 @@ class RedisBroker(Broker):
                 command, future, size, _ = batch[index]
                 try:
                     reply = await read()
+                except self._no_script:  # Redis lost its scripts (SCRIPT FLUSH): again
+                    unscripted.append(batch[index])
+                    continue
                 except self._refused as exc:  # this command failed; the stream is fine
                     self._queued -= size
                     if future is None:
@@ -897,10 +869,20 @@ class RedisBroker(Broker):
                 if future is not None and not future.done():
                     future.set_result(reply)
         except BaseException as exc:
-            self._fail(batch[index:], exc)
+            self._fail(unscripted + batch[index:], exc)
             raise
         finally:
             self._waiting_since = 0.0
+        if unscripted:
+            await self._load_scripts(conn)
+            self._pending.extendleft(reversed(unscripted))
+
+    async def _load_scripts(self, conn: Any) -> None:
+        """Load the scripts into Redis (a new connection, or Redis forgot them)."""
+        commands = [(b"SCRIPT", b"LOAD", script.source) for script in (PUBLISH_AT, READ)]
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        for _ in commands:
+            await conn.read_response()
 
     async def _subscriptions(self, session: _Session) -> None:
         """Bring the reader's Redis subscriptions in line with the local subscribers."""

@@ -17,8 +17,15 @@ publication resent after a reconnection (its reply was lost) is numbered only on
 from __future__ import annotations
 
 import hashlib
+import os
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PUBLISH_AT", "READ", "Script"]
+from .envelope import head_prefix, prefix
+
+if TYPE_CHECKING:
+    from ..history import History
+
+__all__ = ["PUBLISH_AT", "READ", "Script", "milliseconds", "publish_at", "read"]
 
 
 class Script:
@@ -108,3 +115,62 @@ end
 return reply
 """
 )
+
+
+def milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def publish_at(
+    namespace: str,
+    channel: str,
+    history: History,
+    ttl: float,
+    origin: bytes,
+    seq: int,
+    key: str | None,
+    data: bytes,
+) -> tuple[Any, ...]:
+    """The EVALSHA that numbers and publishes one publication of ``channel``.
+
+    ``namespace`` is the key prefix (``"lexicons:"``); ``ttl`` how long, in seconds, the
+    channel's position outlives its last publication; ``origin`` and ``seq`` identify the
+    publication, so sending it twice numbers it once.
+    """
+    return (
+        b"EVALSHA",
+        PUBLISH_AT.sha,
+        3,
+        f"{namespace}history:{channel}",
+        f"{namespace}stream:{channel}",
+        f"{namespace}{channel}",
+        os.urandom(8).hex(),
+        history.count,
+        milliseconds(history.age),
+        milliseconds(ttl),
+        origin.hex(),
+        seq,
+        prefix(origin, seq),
+        head_prefix(channel, key),
+        data,
+        key or "",
+    )
+
+
+def read(
+    namespace: str, channel: str, history: History, ttl: float, since: tuple[str, int] | None
+) -> tuple[Any, ...]:
+    """The EVALSHA that answers a channel's position, and what followed ``since``."""
+    return (
+        b"EVALSHA",
+        READ.sha,
+        2,
+        f"{namespace}history:{channel}",
+        f"{namespace}stream:{channel}",
+        os.urandom(8).hex(),
+        since[0] if since is not None else "",
+        since[1] if since is not None else 0,
+        history.count,
+        milliseconds(history.age),
+        milliseconds(ttl),
+    )
