@@ -51,6 +51,7 @@ from .history import History
 from .lifecycle import Running
 from .models import Index, Model, Ref
 from .query import QueryResult
+from .ratelimit import RateLimit
 from .server import Server
 from .settings import Settings
 from .signals import Response, Signal
@@ -82,6 +83,7 @@ __all__ = [
     "Model",
     "QueryError",
     "QueryResult",
+    "RateLimit",
     "RateLimited",
     "Ref",
     "RegistrationError",
