@@ -36,6 +36,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .client import Client, dialect
 from .harness import (
     ServerProcess,
@@ -72,10 +74,16 @@ GOAL = 1.3
 # --- the server process --------------------------------------------------------------------
 
 
-async def _serve(broker: str | None, namespace: str) -> None:
-    """Serve the benchmark target with ``broker`` until SIGTERM (run as a subprocess)."""
+async def _serve(broker: str | None, namespace: str, history: bool = False) -> None:
+    """Serve the benchmark target with ``broker`` until SIGTERM (run as a subprocess);
+    with ``history``, its room keeps history (its frames carry channel and offset)."""
+    from lexicons import History
+
     from .targets.lexicons_app import app
 
+    if history:
+        app.channels.remove(ROOM)
+        app.channel(ROOM, history=History(1000))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     settings: dict[str, Any] = {"ping_interval": None}
@@ -86,10 +94,14 @@ async def _serve(broker: str | None, namespace: str) -> None:
         await stop.wait()
 
 
-def _server(cpu: int, loop: str, broker: str | None, namespace: str) -> ServerProcess:
+def _server(
+    cpu: int, loop: str, broker: str | None, namespace: str, history: bool = False
+) -> ServerProcess:
     argv = [sys.executable, "-m", "benchmarks.redis_fanout", "--serve", "--loop", loop]
     if broker:
         argv += ["--broker", broker, "--namespace", namespace]
+    if history:
+        argv.append("--history")
     return ServerProcess(argv, cpu=cpu, cwd=ROOT)
 
 
@@ -140,12 +152,18 @@ async def _subscribed_in_redis(url: str, channel: str, processes: int) -> None:
 
 
 async def _fanout(
-    servers: list[ServerProcess], members: int, sizes: Sizes, redis: str | None, namespace: str
+    servers: list[ServerProcess],
+    members: int,
+    sizes: Sizes,
+    redis: str | None,
+    namespace: str,
+    history: bool = False,
 ) -> dict[str, Any]:
     """``members`` subscribers on each server.
 
     Through Redis (``redis`` given) one publisher on the first server reaches them all;
-    without, every server is on its own, with a publisher of its own.
+    without, every server is on its own, with a publisher of its own. With ``history``
+    the servers' room keeps history.
     """
     speaker = dialect("json")
     clients: list[Client] = []
@@ -176,7 +194,10 @@ async def _fanout(
         await _drive(loads, sizes.warmup)
         for group in groups:
             group[0].keep = False
-            check(speaker, group[0].kept[0], "Publish", {"text": speaker.text})
+            if history:
+                _check_numbered(group[0].kept[0], {"text": speaker.text})
+            else:
+                check(speaker, group[0].kept[0], "Publish", {"text": speaker.text})
         await asyncio.sleep(SETTLE)
         with ExitStack() as stack:
             windows = [stack.enter_context(Window(s.pid, s.cpu)) for s in servers]
@@ -198,6 +219,13 @@ async def _fanout(
         }
     finally:
         close_all(clients)
+
+
+def _check_numbered(data: bytes, payload: Any) -> None:
+    """Raise unless ``data`` is a history channel's ``Publish`` frame carrying ``payload``."""
+    got = msgspec.json.decode(data)
+    if got.get("Publish") != payload or got.get("channel") != ROOM or got.get("offset", 0) < 1:
+        raise AssertionError(f"expected a numbered Publish {payload!r}, got {data[:120]!r}")
 
 
 async def _drive(loads: list[FanoutLoad], seconds: float) -> None:
@@ -310,11 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--broker", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--history", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         raise_fd_limit()
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            runner.run(_serve(args.broker, args.namespace))
+            runner.run(_serve(args.broker, args.namespace, args.history))
         return 0
 
     sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)

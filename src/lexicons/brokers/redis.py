@@ -38,18 +38,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
 from . import scripts
-from .base import Broker, BrokerUnavailable
+from .base import Broker
 from .envelope import KIND, NUMBERED, ORIGIN, PLAIN, pack, unpack
 from .lines import Line, Publication
-from .scripts import PUBLISH_AT, READ
+from .redis_link import Command, Item, RedisLink, redacted
 from .scripts import milliseconds as _ms
 
 if TYPE_CHECKING:
@@ -59,82 +55,16 @@ __all__ = ["RedisBroker", "redacted"]
 
 logger = logging.getLogger("lexicons.broker")
 
-#: Most commands the writer sends in one round trip.
-_BATCH = 1024
-#: Reconnection backoff: first delay, cap (seconds).
-_BACKOFF = (0.05, 5.0)
 #: Publishers remembered per channel, to count what a process missed of each.
 _PUBLISHERS = 64
 #: Bytes a queued command costs besides its payload (its envelope and our bookkeeping).
 _OVERHEAD = 256
-
-#: A command for the writer: a PUBLISH already in Redis's wire format, or arguments.
-Command = bytes | tuple[Any, ...]
-#: A queued command: the command, the future of its reply (a request), its size in
-#: bytes, and whether it is a numbered publication (sent again after a reconnection).
-Item = tuple[Command, "asyncio.Future[Any] | None", int, bool]
 
 
 def _publish_command(key: bytes, envelope: bytes) -> bytes:
     """``PUBLISH key envelope`` in RESP, built here: the one command sent per broadcast."""
     head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(key), key, len(envelope))
     return b"".join((head, envelope, b"\r\n"))
-
-
-def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _connection_factory(url: str, timeout: float, name: str) -> Any:
-    """A function making unconnected redis-py connections to ``url``, named ``name`` in
-    Redis's CLIENT LIST; checks the URL now."""
-    try:
-        from redis.asyncio.connection import ConnectionPool, parse_url
-    except ImportError:
-        raise ConfigurationError(
-            f"broker: {redacted(url)!r} needs the Redis client; install it with "
-            "pip install 'lexicons[redis]'"
-        ) from None
-    try:
-        options: dict[str, Any] = dict(parse_url(url))
-    except ValueError as exc:
-        raise ConfigurationError(f"broker: {redacted(url)!r} is not a Redis URL: {exc}") from None
-    options.setdefault("socket_connect_timeout", timeout)
-    # Envelopes are bytes and replies are read in RESP2 shape. Reads never time out by
-    # themselves: the reader waits for messages, and the heartbeat watches the writer.
-    options.update(protocol=2, decode_responses=False, socket_timeout=None, client_name=name)
-    return ConnectionPool(**options).make_connection
-
-
-class _Session:
-    """The two connections of one period during which Redis answered."""
-
-    def __init__(self, reader: Any, writer: Any) -> None:
-        self.reader = reader
-        self.writer = writer
-        #: Redis channels the reader is subscribed to (or has asked for).
-        self.upstream: set[str] = set()
-        #: Those Redis confirmed.
-        self.confirmed: set[str] = set()
-        self.writing: asyncio.Task[None] | None = None
-        #: Why the heartbeat gave up on this session, if it did.
-        self.failure: BaseException | None = None
-
-    async def close(self) -> None:
-        for conn in (self.reader, self.writer):
-            try:
-                await conn.disconnect()
-            except Exception:  # pragma: no cover - closing a broken socket
-                pass
 
 
 class RedisBroker(Broker):
@@ -168,14 +98,8 @@ class RedisBroker(Broker):
         self.origin = os.urandom(8)
         #: The name of this process's connections in Redis (``CLIENT LIST``).
         self.client_name = f"lexicons:{namespace}:{self.origin.hex()}"
-        self._connect = _connection_factory(url, timeout, self.client_name)
-        from redis.exceptions import NoScriptError, RedisError, ResponseError
-
-        #: What a lost or broken connection raises; what Redis answers to a bad command.
-        self._failures: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self._refused: type[BaseException] = ResponseError
-        self._no_script: type[BaseException] = NoScriptError
-        self._unavailable = (BrokerUnavailable, RedisError, OSError)
+        self._link = RedisLink(url, self.client_name, self, timeout=timeout, heartbeat=heartbeat)
+        self._unavailable = self._link.unavailable
         self._pid = self.origin.hex().encode()
         self._prefix = f"{namespace}:"
         self._seq = 0
@@ -184,10 +108,6 @@ class RedisBroker(Broker):
         self._counts: dict[str, int] = {}
         self._dirty_counts: set[str] = set()
         self._written_counts: set[str] = set()
-        self._resubscribe = False
-        self._beat_due = False
-        self._pending: deque[Item] = deque()
-        self._queued = 0
         #: Redis channel names by channel, encoded once, and this process's sequence
         #: numbers of its broadcasts per channel.
         self._keys: dict[str, bytes] = {}
@@ -202,17 +122,7 @@ class RedisBroker(Broker):
         self._fills: dict[str, asyncio.Task[None]] = {}
         #: Presence members of this process, per channel.
         self._present: dict[str, int] = {}
-        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._session: _Session | None = None
-        self._beat: asyncio.TimerHandle | None = None
-        self._last_heard = 0.0
-        self._waiting_since = 0.0
-        self._online = False
-        self._sessions = 0
-        self._closing = False
         self._warned: set[str] = set()
         self._outage_undelivered = 0
         #: Broadcasts sent to Redis, and received from other processes.
@@ -232,56 +142,28 @@ class RedisBroker(Broker):
     @property
     def online(self) -> bool:
         """Whether Redis answers now (broadcasts reach other processes)."""
-        return self._online
+        return self._link.online
 
     @property
     def queued(self) -> int:
         """Bytes waiting for Redis (sent and unanswered included)."""
-        return self._queued
+        return self._link.queued
 
     # the Broker interface
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        try:
-            session = await self._open()
-        except self._failures as exc:
-            raise ConfigurationError(
-                f"broker: cannot use Redis at {redacted(self.url)!r}: {exc}"
-            ) from None
-        self._online = True
-        self._task = loop.create_task(self._run(session), name="lexicons redis broker")
-        self._beat = loop.call_later(self.heartbeat, self._on_beat)
+        await self._link.start()
 
     async def stop(self) -> None:
         """Send what is queued, withdraw this process's counts, then disconnect."""
-        self._closing = True
-        if self._beat is not None:
-            self._beat.cancel()
         for work in list(self._tasks):
             work.cancel()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._wake_writer()
-        done: Any = ()
-        if self._online:  # flush what is queued; Redis is not waited for when it is down
-            done, _ = await asyncio.wait([task], timeout=self.timeout)
-        if not done:
-            task.cancel()
-            await asyncio.wait([task])
-        self._online = False
-        if self._pending:
-            logger.warning(
-                "stopped with %d commands not sent to Redis (it was unreachable)",
-                len(self._pending),
-            )
+        await self._link.stop()
 
     def publish(self, channels: Sequence[str], data: bytes, key: str | None = None) -> None:
         self.target.deliver(channels, data, key)
         size = (len(data) + _OVERHEAD) * len(channels)
-        if not self._online or self._queued + size > self.max_queue:
+        if not self._link.online or self._link.queued + size > self.max_queue:
             self._not_sent(channels)
             return
         self._seq += 1
@@ -291,21 +173,22 @@ class RedisBroker(Broker):
             numbers.append(seqs.get(name, 0) + 1)
             seqs[name] = numbers[-1]
         envelope = pack(self.origin, self._seq, channels, numbers, key, data)
+        size = len(envelope)
         for name in channels:
-            self._queue((_publish_command(self._key(name), envelope), None, len(envelope), False))
+            self._link.queue((_publish_command(self._key(name), envelope), None, size, False))
         self.published += 1
-        self._wake_writer()
+        self._link.wake()
 
     def publish_at(self, channel: str, data: bytes, key: str | None, history: History) -> None:
         size = len(data) + _OVERHEAD
-        if self._queued + size > self.max_queue:
+        if self._link.queued + size > self.max_queue:
             self.dropped += 1
             self._warn(
                 "dropped",
                 "a publication to history channel %r was dropped: %d bytes already wait "
                 "for Redis (later ones are counted in broker.dropped)",
                 channel,
-                self._queued,
+                self._link.queued,
             )
             return
         self._seq += 1
@@ -313,14 +196,13 @@ class RedisBroker(Broker):
         command = scripts.publish_at(
             self._prefix, channel, history, ttl, self.origin, self._seq, key, data
         )
-        self._queue((command, None, size, True))
+        self._link.queue((command, None, size, True))
         self.published += 1
-        self._wake_writer()
+        self._link.wake()
 
     def subscribe(self, channel: str) -> None:
         self._wanted.add(channel)
-        self._resubscribe = True
-        self._wake_writer()
+        self._link.want(self._prefix + name for name in self._wanted)
 
     def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)
@@ -330,18 +212,17 @@ class RedisBroker(Broker):
         fill = self._fills.pop(channel, None)
         if fill is not None:
             fill.cancel()
-        self._resubscribe = True
-        self._wake_writer()
+        self._link.want(self._prefix + name for name in self._wanted)
 
     def recount(self, channel: str, local: int) -> None:
         self._counts[channel] = local
         self._dirty_counts.add(channel)
-        self._wake_writer()
+        self._link.wake()
 
     async def count(self, channel: str, local: int) -> int:
         """``local`` plus the counts other live processes recorded in Redis."""
         key = self._count_key(channel)
-        entries = await self._request(b"HGETALL", key)
+        entries = await self._link.request(b"HGETALL", key)
         others = [
             (entries[i], int(entries[i + 1]))
             for i in range(0, len(entries), 2)
@@ -352,8 +233,8 @@ class RedisBroker(Broker):
         alive = await self._alive({pid for pid, _ in others})
         dead = [pid for pid, _ in others if pid not in alive]
         if dead:
-            self._queue(((b"HDEL", key, *dead), None, _OVERHEAD, False))
-            self._wake_writer()
+            self._link.queue(((b"HDEL", key, *dead), None, _OVERHEAD, False))
+            self._link.wake()
         return local + sum(number for pid, number in others if pid in alive)
 
     # history
@@ -369,7 +250,7 @@ class RedisBroker(Broker):
         line = self._lines.get(channel)
         if line is None:
             line = self._lines[channel] = Line(self.max_queue)
-        await self._confirmed(channel)
+        await self._link.confirmed(self._prefix + channel)
         epoch, offset, entries = await self._read(channel, since, history)
         if not line.started and self._lines.get(channel) is line:
             self.target.restart(channel, epoch, offset)
@@ -382,7 +263,7 @@ class RedisBroker(Broker):
         self, channel: str, since: tuple[str, int] | None, history: History
     ) -> tuple[str, int, list[tuple[bytes, str | None]] | None]:
         ttl = self._history_ttl(history)
-        reply = await self._request(*scripts.read(self._prefix, channel, history, ttl, since))
+        reply = await self._link.request(*scripts.read(self._prefix, channel, history, ttl, since))
         epoch, offset, recovered, *flat = reply
         entries = None
         if recovered:
@@ -408,7 +289,7 @@ class RedisBroker(Broker):
     async def _fill(self, channel: str, line: Line) -> None:
         """Fetch what a line missed from history, once Redis has the subscription."""
         try:
-            await self._confirmed(channel)
+            await self._link.confirmed(self._prefix + channel)
             history = self._histories[channel]
             since = (line.epoch or "", line.offset)
             epoch, offset, entries = await self._read(channel, since, history)
@@ -438,9 +319,10 @@ class RedisBroker(Broker):
     def present(self, channel: str, pk: str, info: bytes) -> None:
         self._present[channel] = self._present.get(channel, 0) + 1
         key = f"{self._prefix}presence:{channel}"
-        self._queue(((b"HSET", key, pk, self._pid + info), None, len(info) + _OVERHEAD, False))
-        self._queue(((b"PEXPIRE", key, _ms(3 * self.heartbeat)), None, _OVERHEAD, False))
-        self._wake_writer()
+        size = len(info) + _OVERHEAD
+        self._link.queue(((b"HSET", key, pk, self._pid + info), None, size, False))
+        self._link.queue(((b"PEXPIRE", key, _ms(3 * self.heartbeat)), None, _OVERHEAD, False))
+        self._link.wake()
 
     def absent(self, channel: str, pk: str) -> None:
         left = self._present.get(channel, 0) - 1
@@ -448,13 +330,14 @@ class RedisBroker(Broker):
             self._present[channel] = left
         else:
             self._present.pop(channel, None)
-        self._queue(((b"HDEL", f"{self._prefix}presence:{channel}", pk), None, _OVERHEAD, False))
-        self._wake_writer()
+        key = f"{self._prefix}presence:{channel}"
+        self._link.queue(((b"HDEL", key, pk), None, _OVERHEAD, False))
+        self._link.wake()
 
     async def members(self, channel: str) -> list[tuple[str, bytes]]:
         """Members of live processes; those of dead ones are removed (and announced)."""
         key = f"{self._prefix}presence:{channel}"
-        flat = await self._request(b"HGETALL", key)
+        flat = await self._link.request(b"HGETALL", key)
         entries = [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
         alive = await self._alive({value[:16] for _, value in entries} - {self._pid})
         alive.add(self._pid)
@@ -465,7 +348,8 @@ class RedisBroker(Broker):
             else:
                 dead.append((pk, value[16:]))
         if dead:
-            removed = await asyncio.gather(*(self._request(b"HDEL", key, pk) for pk, _ in dead))
+            request = self._link.request
+            removed = await asyncio.gather(*(request(b"HDEL", key, pk) for pk, _ in dead))
             for (pk, info), gone in zip(dead, removed, strict=True):
                 if gone:  # whoever removes it announces it, once
                     self.target.departed(channel, pk, info)
@@ -475,22 +359,28 @@ class RedisBroker(Broker):
         """Which of the processes ``pids`` renewed their heartbeat key recently."""
         ordered = sorted(pids)
         found = await asyncio.gather(
-            *(self._request(b"EXISTS", self._process_key(pid)) for pid in ordered)
+            *(self._link.request(b"EXISTS", self._process_key(pid)) for pid in ordered)
         )
         return {pid for pid, live in zip(ordered, found, strict=True) if live}
 
-    def _sweep_presence(self) -> None:
-        """Every heartbeat: renew this process's presence, drop dead processes' members."""
+    def beat(self) -> list[Item]:
+        """Every heartbeat: prove this process alive, renew its presence and the positions
+        of the history channels it follows, and drop dead processes' members."""
+        alive = _ms(3 * self.heartbeat)
+        commands: list[Item] = [
+            ((b"SET", self._process_key(self._pid), b"1", b"PX", alive), None, 0, False)
+        ]
         for channel in self._present:
             key = f"{self._prefix}presence:{channel}"
-            self._queue(((b"PEXPIRE", key, _ms(3 * self.heartbeat)), None, _OVERHEAD, False))
+            commands.append(((b"PEXPIRE", key, alive), None, 0, False))
             self._spawn(self._swept(channel))
         for channel, line in self._lines.items():
             history = self._histories.get(channel)
             if line.started and history is not None:
                 meta = f"{self._prefix}history:{channel}"
-                command = (b"PEXPIRE", meta, _ms(self._history_ttl(history)))
-                self._queue((command, None, _OVERHEAD, False))
+                ttl = _ms(self._history_ttl(history))
+                commands.append(((b"PEXPIRE", meta, ttl), None, 0, False))
+        return commands
 
     async def _swept(self, channel: str) -> None:
         try:
@@ -516,15 +406,7 @@ class RedisBroker(Broker):
     def _process_key(self, pid: bytes) -> str:
         return f"{self._prefix}process:{pid.decode()}"
 
-    # queueing (never blocks: the writer task does the I/O)
-
-    def _queue(self, item: Item) -> None:
-        self._pending.append(item)
-        self._queued += item[2]
-
-    def _wake_writer(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    # queueing (never blocks: the link's writer does the I/O)
 
     def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
@@ -532,41 +414,10 @@ class RedisBroker(Broker):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _request(self, *command: Any) -> asyncio.Future[Any]:
-        """Send ``command``; its reply. Raises :class:`BrokerUnavailable` when Redis is
-        unreachable now, and the future does when the connection is lost before the reply."""
-        if not self._online:
-            raise BrokerUnavailable(f"Redis at {redacted(self.url)} is unreachable")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue((command, future, _OVERHEAD, False))
-        self._wake_writer()
-        return future
-
-    async def _confirmed(self, channel: str) -> None:
-        """Wait, at most ``timeout``, until Redis confirmed the subscription to ``channel``."""
-        key = self._prefix + channel
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while True:
-            session = self._session
-            if session is not None and key in session.confirmed and self._online:
-                return
-            if channel not in self._wanted:
-                raise BrokerUnavailable(f"not subscribed to {channel!r}")
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._confirmations.setdefault(key, []).append(waiter)
-            try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                raise BrokerUnavailable(
-                    f"Redis at {redacted(self.url)} did not confirm a subscription "
-                    f"within {self.timeout:g} s"
-                ) from None
-
     def _not_sent(self, channels: Sequence[str]) -> None:
         self.undelivered += 1
         self._outage_undelivered += 1
-        why = "Redis is unreachable" if not self._online else "too many bytes wait for Redis"
+        why = "Redis is unreachable" if not self._link.online else "too many bytes wait for Redis"
         self._warn(
             "undelivered",
             "broadcast to %s was delivered to this process's subscribers only: %s "
@@ -581,76 +432,15 @@ class RedisBroker(Broker):
             self._warned.add(what)
             logger.warning(message, *args)
 
-    def _on_beat(self) -> None:
-        """Every ``heartbeat``: renew this process's key, and give up on a silent Redis."""
-        loop = asyncio.get_running_loop()
-        self._beat = loop.call_later(self.heartbeat, self._on_beat)
-        session = self._session
-        if session is None or session.writing is None:
-            return
-        now = loop.time()
-        if self._waiting_since and now - self._waiting_since > self.timeout:
-            session.failure = ConnectionError(f"Redis did not answer within {self.timeout:g} s")
-        elif now - self._last_heard > 3 * self.heartbeat:
-            session.failure = ConnectionError("Redis stopped answering the subscriber connection")
-        if session.failure is not None:
-            session.writing.cancel()
-        else:
-            self._beat_due = True
-            self._sweep_presence()
-            self._wake_writer()
+    # what the link tells
 
-    # connecting
-
-    async def _open(self) -> _Session:
-        reader, writer = self._connect(), self._connect()
-        try:
-            await asyncio.wait_for(reader.connect(), self.timeout)
-            await asyncio.wait_for(writer.connect(), self.timeout)
-            await asyncio.wait_for(self._load_scripts(writer), self.timeout)
-        except BaseException:
-            await _Session(reader, writer).close()
-            raise
-        return _Session(reader, writer)
-
-    async def _run(self, session: _Session | None) -> None:
-        """Serve sessions one after the other until :meth:`stop`, reconnecting between."""
-        delay = _BACKOFF[0]
-        while True:
-            if session is not None:
-                try:
-                    await self._serve(session)
-                except Exception as exc:
-                    if not isinstance(exc, self._failures):
-                        logger.exception("the Redis broker failed; reconnecting")
-                    self._offline(exc)
-                finally:
-                    self._session = None
-                    await session.close()
-                # Redis answered: a connection that broke is retried quickly at first;
-                # the backoff grows only while connecting fails.
-                delay = _BACKOFF[0]
-            if self._closing:
-                return
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, _BACKOFF[1])
-            try:
-                session = await self._open()
-            except self._failures as exc:
-                logger.debug("Redis at %s still unreachable: %s", redacted(self.url), exc)
-                session = None
-
-    async def _serve(self, session: _Session) -> None:
-        """Use one session until a connection fails (raises) or the broker closes."""
-        self._sessions += 1
-        self._session = session
-        self._online = True
-        self._resubscribe = True
-        self._beat_due = True
+    def connected(self, again: bool) -> None:
+        """A session started: counts and liveness are written again; after a loss, the
+        history channels followed are filled from history."""
         self._dirty_counts.update(self._counts)
-        self._last_heard = asyncio.get_running_loop().time()
-        self._waiting_since = 0.0
-        if self._sessions > 1:
+        for item in self.beat():
+            self._link.queue(item)
+        if again:
             logger.warning(
                 "reconnected to Redis at %s; subscribed again to %d channels; %d broadcasts "
                 "made during the outage were delivered locally only; history channels are "
@@ -665,77 +455,29 @@ class RedisBroker(Broker):
                     self._follow(channel, line, [], True)
         self._outage_undelivered = 0
         self._warned.clear()
-        session.writing = asyncio.create_task(self._write(session))
-        tasks = {asyncio.create_task(self._read_messages(session)), session.writing}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-        for task in done:
-            if task.cancelled():  # the heartbeat gave up on Redis
-                raise session.failure or ConnectionError("the writer was cancelled")
-            error = task.exception()
-            if error is not None:
-                raise error
 
-    def _offline(self, exc: BaseException) -> None:
-        """Log the loss once; fail what was waiting, keep numbered publications queued."""
-        was_online, self._online = self._online, False
-        if was_online and not self._closing:
-            logger.warning(
-                "lost the connection to Redis at %s (%s); serving this process's "
-                "subscribers only until it is back",
-                redacted(self.url),
-                str(exc) or type(exc).__name__,
-            )
-        items = list(self._pending)
-        self._pending.clear()
-        self._fail(items, exc)
+    def first(self) -> list[Item]:
+        dirty = self._dirty_counts
+        commands: list[Item] = [(self._count_command(c), None, 0, False) for c in dirty]
+        self._dirty_counts.clear()
+        return commands
 
-    def _fail(self, items: list[Item], exc: object) -> None:
-        """Commands that may not have reached Redis: fail requests, count broadcasts, and
-        queue numbered publications again (the script recognises one sent twice)."""
-        again = []
-        for item in items:
-            command, future, size, numbered = item
-            if numbered:
-                again.append(item)
-                continue
-            self._queued -= size
-            if future is not None:
-                if not future.done():
-                    future.set_exception(BrokerUnavailable(f"lost Redis: {exc}"))
-            elif type(command) is bytes:
-                self.undelivered += 1
-                self._outage_undelivered += 1
-        self._pending.extendleft(reversed(again))
+    def unsent(self, command: Command) -> None:
+        self.undelivered += 1
+        self._outage_undelivered += 1
 
-    # the two connections
+    def farewell(self) -> list[Item]:
+        """At a clean stop, remove this process's counts and liveness key from Redis."""
+        commands: list[Item] = [
+            ((b"HDEL", self._count_key(channel), self._pid), None, 0, False)
+            for channel in self._written_counts
+        ]
+        commands.append(((b"DEL", self._process_key(self._pid)), None, 0, False))
+        return commands
 
-    async def _read_messages(self, session: _Session) -> None:
-        """Hand every message from Redis to the local subscribers; raise when Redis goes."""
-        received = self._received
-        conn = session.reader
-        loop = asyncio.get_running_loop()
-        while True:
-            reply = await conn.read_response()
-            kind = reply[0]
-            if kind == b"message":
-                received(reply[2])
-                continue
-            self._last_heard = loop.time()  # pong, (un)subscribe confirmations
-            if kind == b"subscribe":
-                key = reply[1].decode()
-                session.confirmed.add(key)
-                for waiter in self._confirmations.pop(key, ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
-            elif kind == b"unsubscribe":
-                session.confirmed.discard(reply[1].decode())
+    # receiving
 
-    def _received(self, message: bytes) -> None:
+    def message(self, message: bytes) -> None:
         kind = message[KIND] if message else 0
         if kind == PLAIN and message[ORIGIN] == self.origin:
             return  # our own broadcast, delivered locally when it was published
@@ -795,37 +537,6 @@ class RedisBroker(Broker):
                 missed,
             )
 
-    async def _write(self, session: _Session) -> None:
-        """The one writer: subscriptions, counts, heartbeat and broadcasts, in order."""
-        pending = self._pending
-        wake = self._wake
-        assert wake is not None
-        while True:
-            if not (pending or self._resubscribe or self._dirty_counts or self._beat_due):
-                if self._closing:
-                    await self._farewell(session.writer)
-                    return
-                wake.clear()
-                await wake.wait()
-                continue
-            if self._resubscribe:
-                self._resubscribe = False
-                await self._subscriptions(session)
-            batch: list[Item] = []
-            if self._beat_due:
-                self._beat_due = False
-                reader = session.reader
-                await reader.send_packed_command(reader.pack_command(b"PING"), check_health=False)
-                alive = _ms(3 * self.heartbeat)
-                command = (b"SET", self._process_key(self._pid), b"1", b"PX", alive)
-                batch.append((command, None, 0, False))
-            for channel in self._dirty_counts:
-                batch.append((self._count_command(channel), None, 0, False))
-            self._dirty_counts.clear()
-            while pending and len(batch) < _BATCH:
-                batch.append(pending.popleft())
-            await self._round_trip(session.writer, batch)
-
     def _count_command(self, channel: str) -> tuple[Any, ...]:
         number = self._counts.get(channel, 0)
         key = self._count_key(channel)
@@ -835,76 +546,3 @@ class RedisBroker(Broker):
         self._counts.pop(channel, None)
         self._written_counts.discard(channel)
         return (b"HDEL", key, self._pid)
-
-    async def _round_trip(self, conn: Any, batch: list[Item]) -> None:
-        """Send ``batch`` pipelined and read its replies; the heartbeat bounds the wait."""
-        chunks: list[bytes] = []
-        for command, _, _, _ in batch:
-            if type(command) is bytes:
-                chunks.append(command)
-            else:
-                chunks.extend(conn.pack_command(*command))
-        self._waiting_since = asyncio.get_running_loop().time()
-        index = 0  # replies read so far: the commands before it surely reached Redis
-        unscripted: list[Item] = []
-        try:
-            await conn.send_packed_command(chunks, check_health=False)
-            read = conn.read_response
-            for index in range(len(batch)):
-                command, future, size, _ = batch[index]
-                try:
-                    reply = await read()
-                except self._no_script:  # Redis lost its scripts (SCRIPT FLUSH): again
-                    unscripted.append(batch[index])
-                    continue
-                except self._refused as exc:  # this command failed; the stream is fine
-                    self._queued -= size
-                    if future is None:
-                        name = command[:20] if type(command) is bytes else command[0]
-                        logger.error("Redis refused %r: %s", name, exc)
-                    elif not future.done():
-                        future.set_exception(exc)
-                    continue
-                self._queued -= size
-                if future is not None and not future.done():
-                    future.set_result(reply)
-        except BaseException as exc:
-            self._fail(unscripted + batch[index:], exc)
-            raise
-        finally:
-            self._waiting_since = 0.0
-        if unscripted:
-            await self._load_scripts(conn)
-            self._pending.extendleft(reversed(unscripted))
-
-    async def _load_scripts(self, conn: Any) -> None:
-        """Load the scripts into Redis (a new connection, or Redis forgot them)."""
-        commands = [(b"SCRIPT", b"LOAD", script.source) for script in (PUBLISH_AT, READ)]
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        for _ in commands:
-            await conn.read_response()
-
-    async def _subscriptions(self, session: _Session) -> None:
-        """Bring the reader's Redis subscriptions in line with the local subscribers."""
-        prefix = self._prefix
-        wanted = {prefix + name for name in self._wanted}
-        add = wanted - session.upstream
-        drop = session.upstream - wanted
-        commands: list[tuple[Any, ...]] = []
-        if add:
-            commands.append((b"SUBSCRIBE", *sorted(add)))
-        if drop:
-            commands.append((b"UNSUBSCRIBE", *sorted(drop)))
-        if commands:
-            session.upstream = wanted
-            conn = session.reader
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-
-    async def _farewell(self, conn: Any) -> None:
-        """At a clean stop, remove this process's counts and liveness key from Redis."""
-        batch: list[Item] = [
-            ((b"HDEL", self._count_key(channel), self._pid), None, 0, False)
-            for channel in self._written_counts
-        ]
-        batch.append(((b"DEL", self._process_key(self._pid)), None, 0, False))
-        await self._round_trip(conn, batch)

@@ -1,0 +1,183 @@
+"""What history costs a fan-out: a history channel against a plain one, per delivery,
+in process and through Redis, in one run.
+
+    python -m benchmarks.history_fanout               # 10, 100 and 1,000 subscribers per process
+    python -m benchmarks.history_fanout --quick       # tiny sizes, a few seconds
+    python -m benchmarks.history_fanout --loop uvloop
+
+It reuses the scale-out benchmark (``benchmarks/redis_fanout.py``): the same target, the
+same two server processes pinned to one core, the same load. For each size *S*, four
+runs: the in-process broker with a plain room and with a history room (each process on
+its own, *S* subscribers and a publisher each), and a Redis broker with a plain room and
+with a history room (one publisher on process A reaches the *S* subscribers of each
+process). The headline is each process's CPU per delivery with history, and its ratio
+to the plain room's in the same setting (the goal in process: at most 1.15x). Writes the
+raw numbers to ``benchmarks/results/history_fanout.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+from .harness import cores, machine, pin, raise_fd_limit, save_results, summarize, versions
+from .redis_fanout import _fanout, _own_redis, _server
+from .scenarios import Sizes
+from .targets import loop_factory
+
+__all__ = ["main"]
+
+#: The goal: history costs at most this times a plain room per delivery, in process.
+GOAL = 1.15
+
+
+async def _pair(
+    args: argparse.Namespace, sizes: Sizes, members: int, redis: str | None
+) -> dict[str, Any]:
+    """A plain room, then a history room, with the same broker."""
+    cpu = cores()[0]
+    runs = {}
+    for history in (False, True):
+        namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        with (
+            _server(cpu, args.loop, redis, namespace, history) as one,
+            _server(cpu, args.loop, redis, namespace, history) as two,
+        ):
+            runs["history" if history else "plain"] = await _fanout(
+                [one, two], members, sizes, redis, namespace, history
+            )
+    for plain, numbered in zip(
+        runs["plain"]["processes"], runs["history"]["processes"], strict=True
+    ):
+        numbered["ratio_to_plain"] = numbered["cpu_per_delivery_us"] / plain["cpu_per_delivery_us"]
+    return runs
+
+
+async def _measure(args: argparse.Namespace, sizes: Sizes, redis: str) -> list[dict[str, Any]]:
+    rows = []
+    for members in sizes.fanout:
+        for _ in range(args.repeat):
+            row = {
+                "subscribers_per_process": members,
+                "local": await _pair(args, sizes, members, None),
+                "redis": await _pair(args, sizes, members, redis),
+            }
+            rows.append(row)
+            _print_row(row)
+    return rows
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    local, shared = row["local"], row["redis"]
+    figures = []
+    for name, runs, index in (("local", local, 0), ("redis A", shared, 0), ("redis B", shared, 1)):
+        plain = runs["plain"]["processes"][index]["cpu_per_delivery_us"]
+        numbered = runs["history"]["processes"][index]
+        figures.append(
+            f"{name} {plain:.2f} -> {numbered['cpu_per_delivery_us']:.2f} us"
+            f" ({numbered['ratio_to_plain']:.2f}x)"
+        )
+    print(f"S={row['subscribers_per_process']:>5}: " + " | ".join(figures), flush=True)
+
+
+def summarize_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per size, the median over the repeated runs of every figure the table shows."""
+    summary = []
+    for size in sorted({row["subscribers_per_process"] for row in rows}):
+        runs = [row for row in rows if row["subscribers_per_process"] == size]
+
+        def median(pick: Any, runs: list[dict[str, Any]] = runs) -> float:
+            return float(summarize(pick(row) for row in runs)["median"])
+
+        entry: dict[str, Any] = {"subscribers_per_process": size, "runs": len(runs)}
+        for name, broker, index in (("local", "local", 0), ("a", "redis", 0), ("b", "redis", 1)):
+            entry[f"{name}_plain_us"] = median(
+                lambda r, b=broker, i=index: r[b]["plain"]["processes"][i]["cpu_per_delivery_us"]
+            )
+            entry[f"{name}_history_us"] = median(
+                lambda r, b=broker, i=index: r[b]["history"]["processes"][i]["cpu_per_delivery_us"]
+            )
+            entry[f"{name}_ratio"] = median(
+                lambda r, b=broker, i=index: r[b]["history"]["processes"][i]["ratio_to_plain"]
+            )
+        for broker in ("local", "redis"):
+            for kind in ("plain", "history"):
+                entry[f"{broker}_{kind}_p50_ms"] = median(
+                    lambda r, b=broker, k=kind: r[b][k]["p50_ms"]
+                )
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary: list[dict[str, Any]]) -> str:
+    """The table docs/performance.md shows under "History" (medians of the runs)."""
+    lines = [
+        "| subscribers per process | in process: plain → history | Redis, publisher's "
+        "process | Redis, other process | latency p50 plain / history, in process | "
+        "latency p50 plain / history, Redis |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in summary:
+        cells = [
+            f"{row[f'{n}_plain_us']:.2f} → {row[f'{n}_history_us']:.2f} µs "
+            f"({row[f'{n}_ratio']:.2f}x)"
+            for n in ("local", "a", "b")
+        ]
+        lines.append(
+            f"| {row['subscribers_per_process']:,} | "
+            + " | ".join(cells)
+            + f" | {row['local_plain_p50_ms']:.2f} / {row['local_history_p50_ms']:.2f} ms"
+            + f" | {row['redis_plain_p50_ms']:.2f} / {row['redis_history_p50_ms']:.2f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.history_fanout")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--sizes", help="subscribers per process, comma-separated")
+    parser.add_argument("--duration", type=float, help="seconds measured per run")
+    parser.add_argument("--repeat", type=int, help="runs per size (default 3; 1 with --quick)")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+    parser.add_argument("--redis", help="use this Redis instead of starting one")
+    parser.add_argument("--output", help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)
+    if args.quick:
+        sizes = Sizes(fanout=(20,), fanout_window=4, warmup=0.05, duration=0.2)
+    if args.sizes:
+        sizes = Sizes(**{**sizes.__dict__, "fanout": tuple(int(s) for s in args.sizes.split(","))})
+    if args.duration:
+        sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    if args.redis is None and shutil.which("redis-server") is None:
+        parser.error("no redis-server on PATH: install it, or pass --redis URL")
+    raise_fd_limit()
+    pin(os.getpid(), cores()[1])
+    with ExitStack() as stack:
+        redis = args.redis or stack.enter_context(_own_redis(cores()[1]))
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            rows = runner.run(_measure(args, sizes, redis))
+    summary = summarize_runs(rows)
+    print()
+    print(markdown(summary))
+    payload = {
+        "machine": machine(),
+        "versions": versions("lexicons", "redis", "hiredis", "websockets", "msgspec", "uvloop"),
+        "loop": args.loop,
+        "goal_ratio": GOAL,
+        "summary": summary,
+        "runs": rows,
+    }
+    if args.output or not args.quick:
+        print(f"results written to {save_results('history_fanout', payload, args.output)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
