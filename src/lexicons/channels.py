@@ -565,7 +565,11 @@ class Channels(Mapping[str, Channel]):
                 self.unsubscribe(name, pk)
             raise
         if channel._syncing.get(pk) is not sync:
-            return  # it left (or joined again) meanwhile
+            # It was unsubscribed (or subscribed again) meanwhile: its request still
+            # gets an answer, without publications.
+            if answer is not None:
+                answer(epoch, offset, False)
+            return
         if answer is not None:
             answer(epoch, offset, missed is not None)
         _write_missed(ws, name, missed)
@@ -828,10 +832,13 @@ class Channels(Mapping[str, Channel]):
             if not timelines:
                 return
             name = next(iter(timelines))
-            timeline = timelines.pop(name)
+            timeline = timelines[name]
             channel = self._channels.get(name)
-            if not timeline.idle(now) or (channel is not None and _interest(channel)):
-                timelines[name] = timeline  # look at it again after the others
+            if timeline.idle(now) and (channel is None or not _interest(channel)):
+                del timelines[name]
+            else:
+                timelines[name] = timelines.pop(name)  # look at it again after the others
+                return
 
 
 def _write_missed(ws: Connection, name: str, missed: list[tuple[int, bytes]] | None) -> None:

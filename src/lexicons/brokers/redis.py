@@ -118,6 +118,8 @@ class RedisBroker(Broker):
         self._heard: dict[str, dict[bytes, int]] = {}
         #: The history channels this process follows, and their fills under way.
         self._lines: dict[str, Line] = {}
+        #: The start of the command publishing to each history channel, encoded once.
+        self._heads: dict[str, tuple[History, bytes]] = {}
         self._histories: dict[str, History] = {}
         self._fills: dict[str, asyncio.Task[None]] = {}
         #: Presence members of this process, per channel.
@@ -192,11 +194,15 @@ class RedisBroker(Broker):
             )
             return
         self._seq += 1
-        ttl = self._history_ttl(history)
-        command = scripts.publish_at(
-            self._prefix, channel, history, ttl, self.origin, self._seq, key, data
-        )
-        self._link.queue((command, None, size, True))
+        head = self._heads.get(channel)
+        if head is None or head[0] is not history:
+            if len(self._heads) > 10_000:  # run-time channels come and go
+                self._heads.clear()
+            ttl = self._history_ttl(history)
+            args = scripts.publish_at_head(self._prefix, channel, history, ttl, self.origin)
+            head = self._heads[channel] = (history, b"*16\r\n" + scripts.resp(args))
+        tail = scripts.publish_at_tail(self.origin, self._seq, channel, key, data)
+        self._link.queue((head[1] + scripts.resp(tail), None, size, True))
         self.published += 1
         self._link.wake()
 
@@ -209,6 +215,7 @@ class RedisBroker(Broker):
         self._heard.pop(channel, None)
         self._lines.pop(channel, None)
         self._histories.pop(channel, None)
+        self._heads.pop(channel, None)
         fill = self._fills.pop(channel, None)
         if fill is not None:
             fill.cancel()

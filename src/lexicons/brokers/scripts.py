@@ -25,7 +25,17 @@ from .envelope import head_prefix, prefix
 if TYPE_CHECKING:
     from ..history import History
 
-__all__ = ["PUBLISH_AT", "READ", "Script", "milliseconds", "publish_at", "read"]
+__all__ = [
+    "PUBLISH_AT",
+    "READ",
+    "Script",
+    "milliseconds",
+    "publish_at",
+    "publish_at_head",
+    "publish_at_tail",
+    "read",
+    "resp",
+]
 
 
 class Script:
@@ -38,12 +48,13 @@ class Script:
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
 
 
-# Shared by both: make the channel's epoch if its history was lost (or never existed).
-_EPOCH = """
+def _epoch(fresh: str) -> str:
+    """Lua making the channel's epoch (``fresh``) if its history was lost or never was."""
+    return f"""
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
-  epoch = ARGV[1]
+  epoch = {fresh}
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
 end
@@ -53,23 +64,25 @@ local function now_ms()
 end
 """
 
-#: KEYS: history, stream, pub/sub channel. ARGV: new epoch, max entries, stream ttl ms,
-#: history ttl ms, publisher (hex), its sequence number, envelope prefix (17 bytes), head
-#: prefix, payload, key. Returns the offset, or 0 for a publication already numbered.
+
+#: KEYS: history, stream, pub/sub channel. ARGV: max entries, stream ttl ms, history ttl
+#: ms, publisher (hex), then per publication a new epoch, the publisher's sequence number,
+#: the envelope's prefix (17 bytes), the head's prefix, the payload and the key. Returns
+#: the offset, or 0 for a publication already numbered.
 PUBLISH_AT = Script(
-    _EPOCH
+    _epoch("ARGV[5]")
     + """
-local publisher = 'p:' .. ARGV[5]
+local publisher = 'p:' .. ARGV[4]
 local seq = tonumber(ARGV[6])
 if seq <= tonumber(redis.call('HGET', meta, publisher) or '0') then
   return 0
 end
 local offset = redis.call('HINCRBY', meta, 'offset', 1)
 redis.call('HSET', meta, publisher, ARGV[6])
-redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], offset .. '-0',
+redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], offset .. '-0',
            't', now_ms(), 'd', ARGV[9], 'k', ARGV[10])
-redis.call('PEXPIRE', stream, ARGV[3])
-redis.call('PEXPIRE', meta, ARGV[4])
+redis.call('PEXPIRE', stream, ARGV[2])
+redis.call('PEXPIRE', meta, ARGV[3])
 local head = ARGV[8] .. '"' .. epoch .. '",' .. offset .. ']'
 local n = #head
 local size = string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
@@ -83,7 +96,7 @@ return offset
 #: for, max entries, max age ms, history ttl ms. Returns {epoch, offset, recovered, then
 #: payload and key of each publication after the offset asked for when recovered}.
 READ = Script(
-    _EPOCH
+    _epoch("ARGV[1]")
     + """
 redis.call('PEXPIRE', meta, ARGV[6])
 local offset = tonumber(redis.call('HGET', meta, 'offset'))
@@ -121,6 +134,38 @@ def milliseconds(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def publish_at_head(
+    namespace: str, channel: str, history: History, ttl: float, origin: bytes
+) -> tuple[Any, ...]:
+    """What every EVALSHA publishing to ``channel`` starts with (see :func:`publish_at`)."""
+    return (
+        b"EVALSHA",
+        PUBLISH_AT.sha,
+        3,
+        f"{namespace}history:{channel}",
+        f"{namespace}stream:{channel}",
+        f"{namespace}{channel}",
+        history.count,
+        milliseconds(history.age),
+        milliseconds(ttl),
+        origin.hex(),
+    )
+
+
+def publish_at_tail(
+    origin: bytes, seq: int, channel: str, key: str | None, data: bytes
+) -> tuple[Any, ...]:
+    """The rest of it: what changes with each publication."""
+    return (
+        b"%s%x" % (origin.hex().encode(), seq),  # an epoch, should this one start one
+        seq,
+        prefix(origin, seq),
+        head_prefix(channel, key),
+        data,
+        key or "",
+    )
+
+
 def publish_at(
     namespace: str,
     channel: str,
@@ -137,24 +182,18 @@ def publish_at(
     channel's position outlives its last publication; ``origin`` and ``seq`` identify the
     publication, so sending it twice numbers it once.
     """
-    return (
-        b"EVALSHA",
-        PUBLISH_AT.sha,
-        3,
-        f"{namespace}history:{channel}",
-        f"{namespace}stream:{channel}",
-        f"{namespace}{channel}",
-        os.urandom(8).hex(),
-        history.count,
-        milliseconds(history.age),
-        milliseconds(ttl),
-        origin.hex(),
-        seq,
-        prefix(origin, seq),
-        head_prefix(channel, key),
-        data,
-        key or "",
-    )
+    head = publish_at_head(namespace, channel, history, ttl, origin)
+    return head + publish_at_tail(origin, seq, channel, key, data)
+
+
+def resp(args: tuple[Any, ...]) -> bytes:
+    """``args`` (bytes, str or int) as RESP bulk strings, without the array's header."""
+    parts = []
+    for arg in args:
+        if type(arg) is not bytes:
+            arg = str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+    return b"".join(parts)
 
 
 def read(
@@ -167,7 +206,7 @@ def read(
         2,
         f"{namespace}history:{channel}",
         f"{namespace}stream:{channel}",
-        os.urandom(8).hex(),
+        os.urandom(8).hex(),  # an epoch, should the channel start one
         since[0] if since is not None else "",
         since[1] if since is not None else 0,
         history.count,
