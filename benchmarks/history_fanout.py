@@ -4,6 +4,7 @@ in process and through Redis, in one run.
     python -m benchmarks.history_fanout               # 10, 100 and 1,000 subscribers per process
     python -m benchmarks.history_fanout --quick       # tiny sizes, a few seconds
     python -m benchmarks.history_fanout --loop uvloop
+    python -m benchmarks.history_fanout --direct      # the server's own work only, no sockets
 
 It reuses the scale-out benchmark (``benchmarks/redis_fanout.py``): the same target, the
 same two server processes pinned to one core, the same load. For each size *S*, four
@@ -13,6 +14,12 @@ with a history room (one publisher on process A reaches the *S* subscribers of e
 process). The headline is each process's CPU per delivery with history, and its ratio
 to the plain room's in the same setting (the goal in process: at most 1.15x). Writes the
 raw numbers to ``benchmarks/results/history_fanout.json``.
+
+``--direct`` measures, in this process and without sockets, what a broadcast costs the
+server itself (encoding, numbering, framing, the fan-out loop) per delivery, with the
+writes going nowhere: plain and history rounds alternate, many times, so the machine's
+noise cancels out. With sockets a delivery also costs its write, so this ratio is an
+upper bound of what history adds.
 """
 
 from __future__ import annotations
@@ -137,6 +144,62 @@ def markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def direct(
+    sizes: tuple[int, ...], rounds: int = 21, broadcasts: int = 3000
+) -> list[dict[str, Any]]:
+    """Per size, the server's own CPU per delivery, plain and history, and their ratio
+    (medians over ``rounds`` alternating rounds)."""
+    import time
+    from collections import deque
+    from types import SimpleNamespace
+
+    from websockets.datastructures import Headers
+
+    from lexicons import History, Server
+    from lexicons.connection import Connection
+
+    from .targets import ROOM
+
+    sink = deque(maxlen=0).append  # a write that goes nowhere, in C
+
+    def one(members: int, history: bool) -> float:
+        app = Server(debug=False)
+        app.channel(ROOM, history=History(1000) if history else None)
+        for _ in range(members):
+            session = SimpleNamespace(writer=sink, send=sink)
+            ws = Connection(session, "127.0.0.1", "/", Headers(), memberships=app.channels)  # type: ignore[arg-type]
+            app.connections[ws.pk] = ws
+            app.channels[ROOM].subscribe(ws)
+        payload = {"text": "hello"}
+        started = time.process_time()
+        for _ in range(broadcasts):
+            app.broadcast({"Publish": payload}, ROOM)
+        return (time.process_time() - started) / (broadcasts * members) * 1e6
+
+    rows = []
+    for members in sizes:
+        plain, numbered, ratios = [], [], []
+        for index in range(rounds):
+            order = (False, True) if index % 2 else (True, False)
+            results = {history: one(members, history) for history in order}
+            plain.append(results[False])
+            numbered.append(results[True])
+            ratios.append(results[True] / results[False])
+        row = {
+            "subscribers": members,
+            "plain_us": float(summarize(plain)["median"]),
+            "history_us": float(summarize(numbered)["median"]),
+            "ratio": float(summarize(ratios)["median"]),
+        }
+        print(
+            f"S={members:>5}: {row['plain_us']:.3f} -> {row['history_us']:.3f} us per delivery"
+            f" ({row['ratio']:.2f}x)",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.history_fanout")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
@@ -146,7 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
     parser.add_argument("--redis", help="use this Redis instead of starting one")
     parser.add_argument("--output", help="where to write the JSON results")
+    parser.add_argument("--direct", action="store_true", help="no sockets: the server's own work")
     args = parser.parse_args(argv)
+    if args.direct:
+        sizes_direct = (
+            (1, 10, 100, 1000) if not args.sizes else tuple(int(s) for s in args.sizes.split(","))
+        )
+        rows = direct(sizes_direct, rounds=3 if args.quick else 21)
+        if args.output or not args.quick:
+            payload = {"machine": machine(), "direct": rows}
+            print(f"results written to {save_results('history_direct', payload, args.output)}")
+        return 0
     sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)
     if args.quick:
         sizes = Sizes(fanout=(20,), fanout_window=4, warmup=0.05, duration=0.2)

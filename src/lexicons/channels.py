@@ -82,9 +82,23 @@ def broadcast_frame(data: bytes, channel: str | None = None, offset: int = 0) ->
     ``"channel"`` and ``"offset"`` beside the signal.
     """
     if channel is not None:
-        tail = b'"channel":%b,"offset":%d}' % (encode(channel), offset)
-        data = data[:-1] + (b"," + tail if len(data) > 2 else tail)
+        position = _positions.get(channel) or _position(channel)
+        if len(data) > 2:
+            data = b"%b,%b%d}" % (data[:-1], position, offset)
+        else:  # {}
+            data = b"{%b%d}" % (position, offset)
     return text_frame(data)
+
+
+#: ``"channel":<name>,"offset":`` by channel name, encoded once.
+_positions: dict[str, bytes] = {}
+
+
+def _position(channel: str) -> bytes:
+    if len(_positions) > 10_000:  # channels made at run time come and go
+        _positions.clear()
+    position = _positions[channel] = b'"channel":%b,"offset":' % encode(channel)
+    return position
 
 
 class Authorization:
@@ -303,6 +317,7 @@ class Channels(Mapping[str, Channel]):
         #: Bytes that may wait for one subscriber (conflated, or while it joins).
         self.max_buffer = 4 * 2**20
         self.clock: Callable[[], float] = time.monotonic
+        self._next_sweep = 0.0
 
     # declaring channels
 
@@ -717,7 +732,7 @@ class Channels(Mapping[str, Channel]):
         offset = timeline.append(data, now)
         self._sweep(now)
         channel = self._channels.get(name)
-        if channel is not None:
+        if channel is not None and channel._members:
             frame = broadcast_frame(data, name, offset)
             slow = channel._slow
             if slow is None:
@@ -825,20 +840,15 @@ class Channels(Mapping[str, Channel]):
         deliver((ws,), broadcast_frame(data))
 
     def _sweep(self, now: float) -> None:
-        """Forget a timeline or two that nobody published to or left for its age, when
-        nobody is subscribed: nothing accumulates per channel."""
-        timelines = self._timelines
-        for _ in range(2):
-            if not timelines:
-                return
-            name = next(iter(timelines))
-            timeline = timelines[name]
+        """Once a second at most: forget the timelines nobody published to or left for
+        their age, of channels nobody is subscribed to. Nothing accumulates per channel."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 1.0
+        for name, timeline in list(self._timelines.items()):
             channel = self._channels.get(name)
             if timeline.idle(now) and (channel is None or not _interest(channel)):
-                del timelines[name]
-            else:
-                timelines[name] = timelines.pop(name)  # look at it again after the others
-                return
+                del self._timelines[name]
 
 
 def _write_missed(ws: Connection, name: str, missed: list[tuple[int, bytes]] | None) -> None:

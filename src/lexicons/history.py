@@ -124,9 +124,11 @@ class Timeline:
         self.touched = now
         entries = self._entries
         entries.append((offset, now, data))
-        if len(entries) > self.history.count:
+        history = self.history
+        if len(entries) > history.count:
             entries.popleft()
-        self._expire(now)
+        if entries[0][1] < now - history.age:
+            self._expire(now)
 
     def _expire(self, now: float) -> None:
         entries = self._entries
