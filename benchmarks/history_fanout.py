@@ -30,6 +30,7 @@ import os
 import shutil
 import uuid
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from .harness import cores, machine, pin, raise_fd_limit, save_results, summarize, versions
@@ -44,12 +45,13 @@ GOAL = 1.15
 
 
 async def _pair(
-    args: argparse.Namespace, sizes: Sizes, members: int, redis: str | None
+    args: argparse.Namespace, sizes: Sizes, members: int, redis: str | None, turn: int
 ) -> dict[str, Any]:
-    """A plain room, then a history room, with the same broker."""
+    """A plain room and a history room with the same broker, one after the other (which
+    goes first alternates with ``turn``, so a drift of the machine favours neither)."""
     cpu = cores()[0]
     runs = {}
-    for history in (False, True):
+    for history in (False, True) if turn % 2 else (True, False):
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         with (
             _server(cpu, args.loop, redis, namespace, history) as one,
@@ -68,21 +70,26 @@ async def _pair(
 async def _measure(args: argparse.Namespace, sizes: Sizes, redis: str) -> list[dict[str, Any]]:
     rows = []
     for members in sizes.fanout:
-        for _ in range(args.repeat):
-            row = {
-                "subscribers_per_process": members,
-                "local": await _pair(args, sizes, members, None),
-                "redis": await _pair(args, sizes, members, redis),
-            }
+        for turn in range(args.repeat):
+            row: dict[str, Any] = {"subscribers_per_process": members}
+            for broker, url in (("local", None), ("redis", redis)):
+                if args.only in (None, broker):
+                    row[broker] = await _pair(args, sizes, members, url, turn)
             rows.append(row)
             _print_row(row)
     return rows
 
 
 def _print_row(row: dict[str, Any]) -> None:
-    local, shared = row["local"], row["redis"]
     figures = []
-    for name, runs, index in (("local", local, 0), ("redis A", shared, 0), ("redis B", shared, 1)):
+    for name, broker, index in (
+        ("local", "local", 0),
+        ("redis A", "redis", 0),
+        ("redis B", "redis", 1),
+    ):
+        runs = row.get(broker)
+        if runs is None:
+            continue
         plain = runs["plain"]["processes"][index]["cpu_per_delivery_us"]
         numbered = runs["history"]["processes"][index]
         figures.append(
@@ -103,6 +110,8 @@ def summarize_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
         entry: dict[str, Any] = {"subscribers_per_process": size, "runs": len(runs)}
         for name, broker, index in (("local", "local", 0), ("a", "redis", 0), ("b", "redis", 1)):
+            if broker not in runs[0]:
+                continue
             entry[f"{name}_plain_us"] = median(
                 lambda r, b=broker, i=index: r[b]["plain"]["processes"][i]["cpu_per_delivery_us"]
             )
@@ -112,7 +121,7 @@ def summarize_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[f"{name}_ratio"] = median(
                 lambda r, b=broker, i=index: r[b]["history"]["processes"][i]["ratio_to_plain"]
             )
-        for broker in ("local", "redis"):
+        for broker in [b for b in ("local", "redis") if b in runs[0]]:
             for kind in ("plain", "history"):
                 entry[f"{broker}_{kind}_p50_ms"] = median(
                     lambda r, b=broker, k=kind: r[b][k]["p50_ms"]
@@ -133,13 +142,18 @@ def markdown(summary: list[dict[str, Any]]) -> str:
         cells = [
             f"{row[f'{n}_plain_us']:.2f} → {row[f'{n}_history_us']:.2f} µs "
             f"({row[f'{n}_ratio']:.2f}x)"
+            if f"{n}_ratio" in row
+            else "–"
             for n in ("local", "a", "b")
         ]
+        latencies = [
+            f"{row[f'{b}_plain_p50_ms']:.2f} / {row[f'{b}_history_p50_ms']:.2f} ms"
+            if f"{b}_plain_p50_ms" in row
+            else "–"
+            for b in ("local", "redis")
+        ]
         lines.append(
-            f"| {row['subscribers_per_process']:,} | "
-            + " | ".join(cells)
-            + f" | {row['local_plain_p50_ms']:.2f} / {row['local_history_p50_ms']:.2f} ms"
-            + f" | {row['redis_plain_p50_ms']:.2f} / {row['redis_history_p50_ms']:.2f} ms |"
+            f"| {row['subscribers_per_process']:,} | " + " | ".join(cells + latencies) + " |"
         )
     return "\n".join(lines)
 
@@ -208,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="runs per size (default 3; 1 with --quick)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
     parser.add_argument("--redis", help="use this Redis instead of starting one")
-    parser.add_argument("--output", help="where to write the JSON results")
+    parser.add_argument("--output", type=Path, help="where to write the JSON results")
     parser.add_argument("--direct", action="store_true", help="no sockets: the server's own work")
+    parser.add_argument("--only", choices=("local", "redis"), help="one broker only")
     args = parser.parse_args(argv)
     if args.direct:
         sizes_direct = (
