@@ -25,18 +25,12 @@ upper bound of what history adds.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import shutil
 import uuid
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-from .harness import cores, machine, pin, raise_fd_limit, save_results, summarize, versions
-from .redis_fanout import _fanout, _own_redis, _server
+from .harness import cores, machine, save_results, summarize
+from .redis_fanout import _fanout, _server, measured_sizes, options, report, run_measure
 from .scenarios import Sizes
-from .targets import loop_factory
 
 __all__ = ["main"]
 
@@ -215,14 +209,7 @@ def direct(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.history_fanout")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
-    parser.add_argument("--sizes", help="subscribers per process, comma-separated")
-    parser.add_argument("--duration", type=float, help="seconds measured per run")
-    parser.add_argument("--repeat", type=int, help="runs per size (default 3; 1 with --quick)")
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
-    parser.add_argument("--redis", help="use this Redis instead of starting one")
-    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    parser = options(argparse.ArgumentParser(prog="python -m benchmarks.history_fanout"))
     parser.add_argument("--direct", action="store_true", help="no sockets: the server's own work")
     parser.add_argument("--only", choices=("local", "redis"), help="one broker only")
     args = parser.parse_args(argv)
@@ -235,35 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             payload = {"machine": machine(), "direct": rows}
             print(f"results written to {save_results('history_direct', payload, args.output)}")
         return 0
-    sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)
-    if args.quick:
-        sizes = Sizes(fanout=(20,), fanout_window=4, warmup=0.05, duration=0.2)
-    if args.sizes:
-        sizes = Sizes(**{**sizes.__dict__, "fanout": tuple(int(s) for s in args.sizes.split(","))})
-    if args.duration:
-        sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
-    args.repeat = args.repeat or (1 if args.quick else 3)
-    if args.redis is None and shutil.which("redis-server") is None:
-        parser.error("no redis-server on PATH: install it, or pass --redis URL")
-    raise_fd_limit()
-    pin(os.getpid(), cores()[1])
-    with ExitStack() as stack:
-        redis = args.redis or stack.enter_context(_own_redis(cores()[1]))
-        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            rows = runner.run(_measure(args, sizes, redis))
-    summary = summarize_runs(rows)
-    print()
-    print(markdown(summary))
-    payload = {
-        "machine": machine(),
-        "versions": versions("lexicons", "redis", "hiredis", "websockets", "msgspec", "uvloop"),
-        "loop": args.loop,
-        "goal_ratio": GOAL,
-        "summary": summary,
-        "runs": rows,
-    }
-    if args.output or not args.quick:
-        print(f"results written to {save_results('history_fanout', payload, args.output)}")
+    sizes = measured_sizes(parser, args)
+    rows = run_measure(args, lambda redis: _measure(args, sizes, redis))
+    report(args, "history_fanout", GOAL, summarize_runs(rows), markdown, rows)
     return 0
 
 

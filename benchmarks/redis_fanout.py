@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ from .scenarios import (
 )
 from .targets import ROOM, loop_factory
 
-__all__ = ["main"]
+__all__ = ["main", "measured_sizes", "options", "report", "run_measure"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The target: per-delivery CPU through Redis at most this times the local figure.
@@ -327,14 +327,7 @@ def markdown(summary: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_fanout")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
-    parser.add_argument("--sizes", help="subscribers per process, comma-separated")
-    parser.add_argument("--duration", type=float, help="seconds measured per run")
-    parser.add_argument("--repeat", type=int, help="runs per size (default 3; 1 with --quick)")
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
-    parser.add_argument("--redis", help="use this Redis instead of starting one")
-    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    parser = options(argparse.ArgumentParser(prog="python -m benchmarks.redis_fanout"))
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--broker", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="bench", help=argparse.SUPPRESS)
@@ -346,6 +339,27 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(_serve(args.broker, args.namespace, args.history))
         return 0
 
+    sizes = measured_sizes(parser, args)
+    rows = run_measure(args, lambda redis: _measure(args, sizes, redis))
+    report(args, "redis_fanout", GOAL, summarize_runs(rows), markdown, rows)
+    return 0
+
+
+def options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options the fan-out benchmarks share."""
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--sizes", help="subscribers per process, comma-separated")
+    parser.add_argument("--duration", type=float, help="seconds measured per run")
+    parser.add_argument("--repeat", type=int, help="runs per size (default 3; 1 with --quick)")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+    parser.add_argument("--redis", help="use this Redis instead of starting one")
+    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    return parser
+
+
+def measured_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sizes:
+    """The sizes the common options ask for (``--quick``, ``--sizes``, ``--duration``);
+    sets ``args.repeat``, and checks that a Redis can be had."""
     sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)
     if args.quick:
         sizes = Sizes(fanout=(20,), fanout_window=4, warmup=0.05, duration=0.2)
@@ -356,26 +370,43 @@ def main(argv: list[str] | None = None) -> int:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.redis is None and shutil.which("redis-server") is None:
         parser.error("no redis-server on PATH: install it, or pass --redis URL")
+    return sizes
+
+
+def run_measure(
+    args: argparse.Namespace, measure: Callable[[str], Awaitable[list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """Run ``measure(redis_url)`` pinned to the load generator's core, with a Redis of the
+    run's own unless ``--redis`` names one."""
     raise_fd_limit()
     pin(os.getpid(), cores()[1])
     with ExitStack() as stack:
         redis = args.redis or stack.enter_context(_own_redis(cores()[1]))
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            rows = runner.run(_measure(args, sizes, redis))
-    summary = summarize_runs(rows)
+            return runner.run(measure(redis))
+
+
+def report(
+    args: argparse.Namespace,
+    name: str,
+    goal: float,
+    summary: list[dict[str, Any]],
+    table: Callable[[list[dict[str, Any]]], str],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Print the table and write the results (not for a quick run without ``--output``)."""
     print()
-    print(markdown(summary))
+    print(table(summary))
     payload = {
         "machine": machine(),
         "versions": versions("lexicons", "redis", "hiredis", "websockets", "msgspec", "uvloop"),
         "loop": args.loop,
-        "goal_ratio": GOAL,
+        "goal_ratio": goal,
         "summary": summary,
         "runs": rows,
     }
     if args.output or not args.quick:
-        print(f"results written to {save_results('redis_fanout', payload, args.output)}")
-    return 0
+        print(f"results written to {save_results(name, payload, args.output)}")
 
 
 if __name__ == "__main__":

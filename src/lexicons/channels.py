@@ -46,9 +46,10 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import msgspec
+from typing_extensions import Unpack
 
 from .connection import Connection, cut_off, deliver
 from .errors import LexiconsError, RegistrationError
@@ -63,11 +64,21 @@ if TYPE_CHECKING:
     from .brokers import Broker
     from .durable import Gate
 
-__all__ = ["Answer", "Channel", "Channels", "History", "broadcast_frame"]
+__all__ = ["Answer", "Channel", "ChannelOptions", "Channels", "History", "broadcast_frame"]
 
 logger = logging.getLogger("lexicons")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ChannelOptions(TypedDict, total=False):
+    """A channel's options, as keyword arguments (see :class:`Channel`)."""
+
+    history: History | None
+    presence: bool | None
+    policy: Policy | None
+    join: bool | Callable[..., Any] | None
+
 
 #: ``answer(epoch, offset, recovered)``: reply to a client's ``$subscribe``, called once
 #: its position is known and before the publications it missed.
@@ -322,20 +333,13 @@ class Channels(Mapping[str, Channel]):
     # declaring channels
 
     def add(
-        self,
-        channel: Channel | type[Channel] | str,
-        *,
-        history: History | None = None,
-        presence: bool | None = None,
-        policy: Policy | None = None,
-        join: bool | Callable[..., Any] | None = None,
+        self, channel: Channel | type[Channel] | str, **options: Unpack[ChannelOptions]
     ) -> Channel:
         """Register a channel given as a name (or pattern), a :class:`Channel` subclass or
         instance; options go with a name (a class sets them as attributes)."""
-        options = {"history": history, "presence": presence, "policy": policy, "join": join}
-        given = {key: value for key, value in options.items() if value is not None}
+        given: ChannelOptions = {k: v for k, v in options.items() if v is not None}  # type: ignore[assignment]
         if isinstance(channel, str):
-            channel = Channel(channel, **given)  # type: ignore[arg-type]
+            channel = Channel(channel, **given)
         elif given:
             raise RegistrationError(
                 f"channel {channel!r}: options go with a name; a Channel class or instance "
@@ -733,12 +737,7 @@ class Channels(Mapping[str, Channel]):
         self._sweep(now)
         channel = self._channels.get(name)
         if channel is not None and channel._members:
-            frame = broadcast_frame(data, name, offset)
-            slow = channel._slow
-            if slow is None:
-                deliver(channel._members.values(), frame)
-            else:
-                slow.deliver(channel._members.values(), frame, key)
+            _fan_out(channel, broadcast_frame(data, name, offset), key)
 
     def deliver(self, names: Sequence[str], data: bytes, key: str | None = None) -> None:
         """Write one broadcast to this process's subscribers of ``names``, each once."""
@@ -746,11 +745,7 @@ class Channels(Mapping[str, Channel]):
         if len(names) == 1:
             channel = self._channels.get(names[0])
             if channel is not None:
-                slow = channel._slow
-                if slow is None:
-                    deliver(channel._members.values(), frame)
-                else:
-                    slow.deliver(channel._members.values(), frame, key)
+                _fan_out(channel, frame, key)
                 if channel._syncing:
                     self._hold(channel, None, frame)
             return
@@ -790,11 +785,7 @@ class Channels(Mapping[str, Channel]):
                 if sync.buffer is None:
                     self._promote(channel, pk)
         frame = broadcast_frame(data, name, offset)
-        slow = channel._slow
-        if slow is None:
-            deliver(channel._members.values(), frame)
-        else:
-            slow.deliver(channel._members.values(), frame, key)
+        _fan_out(channel, frame, key)
         if channel._syncing:
             self._hold(channel, offset, frame)
 
@@ -849,6 +840,15 @@ class Channels(Mapping[str, Channel]):
             channel = self._channels.get(name)
             if timeline.idle(now) and (channel is None or not _interest(channel)):
                 del self._timelines[name]
+
+
+def _fan_out(channel: Channel, frame: bytes, key: str | None) -> None:
+    """Write a framed broadcast to a channel's subscribers, by its slow-consumer policy."""
+    slow = channel._slow
+    if slow is None:
+        deliver(channel._members.values(), frame)
+    else:
+        slow.deliver(channel._members.values(), frame, key)
 
 
 def _write_missed(ws: Connection, name: str, missed: list[tuple[int, bytes]] | None) -> None:

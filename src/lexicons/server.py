@@ -24,16 +24,16 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from typing_extensions import Unpack
+
 from .brokers import LocalBroker
-from .channels import Channel, Channels
+from .channels import Channel, ChannelOptions, Channels
 from .connection import Connection
 from .database import Database
 from .errors import LexiconsError, RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
-from .history import History
 from .models import Model
-from .policies import Policy
 from .protocol import encode
 from .ratelimit import RateLimit
 from .security import Origins, Trust
@@ -164,19 +164,11 @@ class Server:
         return self.signals.add(target, name, limit=limit)
 
     def add_channel(
-        self,
-        channel: Channel | type[Channel] | str,
-        *,
-        history: History | None = None,
-        presence: bool | None = None,
-        policy: Policy | None = None,
-        join: bool | Callable[..., Any] | None = None,
+        self, channel: Channel | type[Channel] | str, **options: Unpack[ChannelOptions]
     ) -> Channel:
         """Register a channel given as a name (or a pattern such as ``"room:{id}"``) with
         its options, or a :class:`Channel` class/instance (see :class:`Channel`)."""
-        return self.channels.add(
-            channel, history=history, presence=presence, policy=policy, join=join
-        )
+        return self.channels.add(channel, **options)
 
     def add_presence(self, func: Callable[..., Any]) -> Handler:
         """Register the function that describes a connection to the other members of a
@@ -247,16 +239,7 @@ class Server:
         return self._decorator(self.add_header, target)
 
     @overload
-    def channel(
-        self,
-        target: str,
-        /,
-        *,
-        history: History | None = None,
-        presence: bool | None = None,
-        policy: Policy | None = None,
-        join: bool | Callable[..., Any] | None = None,
-    ) -> Channel: ...
+    def channel(self, target: str, /, **options: Unpack[ChannelOptions]) -> Channel: ...
     @overload
     def channel(self, target: C, /) -> C: ...
     def channel(self, target: Any, /, **options: Any) -> Any:
