@@ -474,3 +474,16 @@ def test_broadcast_threadsafe_from_a_synchronous_test() -> None:
         alice.subscribe("news")
         app.broadcast_threadsafe({"hello": "from the test's thread"}, "news")
         assert alice.receive() == {"hello": "from the test's thread"}
+
+
+async def test_history_and_presence_in_durable_mode(tmp_path: Any) -> None:
+    app = history_app()
+    async with TestClient(app, durable=True, data=str(tmp_path)) as client:
+        alice, bob = await client.connect(), await client.connect()
+        await alice.subscribe("room:1")
+        await bob.subscribe("room:1")
+        assert (await alice.expect("$join"))["info"] == {"name": "?"}
+        await bob.send("say", text="kept", channels=["room:1"])
+        message = await messages(alice, "say", 1)
+        assert message == [{"say": {"text": "kept"}, "channel": "room:1", "offset": 1}]
+        assert [m["pk"] for m in await bob.presence("room:1")]
