@@ -31,10 +31,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .client import Client, dialect
 from .harness import (
@@ -62,7 +64,7 @@ from .scenarios import (
 )
 from .targets import ROOM, loop_factory
 
-__all__ = ["main"]
+__all__ = ["main", "measured_sizes", "options", "report", "run_measure"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The target: per-delivery CPU through Redis at most this times the local figure.
@@ -72,10 +74,16 @@ GOAL = 1.3
 # --- the server process --------------------------------------------------------------------
 
 
-async def _serve(broker: str | None, namespace: str) -> None:
-    """Serve the benchmark target with ``broker`` until SIGTERM (run as a subprocess)."""
+async def _serve(broker: str | None, namespace: str, history: bool = False) -> None:
+    """Serve the benchmark target with ``broker`` until SIGTERM (run as a subprocess);
+    with ``history``, its room keeps history (its frames carry channel and offset)."""
+    from lexicons import History
+
     from .targets.lexicons_app import app
 
+    if history:
+        app.channels.remove(ROOM)
+        app.channel(ROOM, history=History(1000))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     settings: dict[str, Any] = {"ping_interval": None}
@@ -86,10 +94,14 @@ async def _serve(broker: str | None, namespace: str) -> None:
         await stop.wait()
 
 
-def _server(cpu: int, loop: str, broker: str | None, namespace: str) -> ServerProcess:
+def _server(
+    cpu: int, loop: str, broker: str | None, namespace: str, history: bool = False
+) -> ServerProcess:
     argv = [sys.executable, "-m", "benchmarks.redis_fanout", "--serve", "--loop", loop]
     if broker:
         argv += ["--broker", broker, "--namespace", namespace]
+    if history:
+        argv.append("--history")
     return ServerProcess(argv, cpu=cpu, cwd=ROOT)
 
 
@@ -140,12 +152,18 @@ async def _subscribed_in_redis(url: str, channel: str, processes: int) -> None:
 
 
 async def _fanout(
-    servers: list[ServerProcess], members: int, sizes: Sizes, redis: str | None, namespace: str
+    servers: list[ServerProcess],
+    members: int,
+    sizes: Sizes,
+    redis: str | None,
+    namespace: str,
+    history: bool = False,
 ) -> dict[str, Any]:
     """``members`` subscribers on each server.
 
     Through Redis (``redis`` given) one publisher on the first server reaches them all;
-    without, every server is on its own, with a publisher of its own.
+    without, every server is on its own, with a publisher of its own. With ``history``
+    the servers' room keeps history.
     """
     speaker = dialect("json")
     clients: list[Client] = []
@@ -176,7 +194,10 @@ async def _fanout(
         await _drive(loads, sizes.warmup)
         for group in groups:
             group[0].keep = False
-            check(speaker, group[0].kept[0], "Publish", {"text": speaker.text})
+            if history:
+                _check_numbered(group[0].kept[0], {"text": speaker.text})
+            else:
+                check(speaker, group[0].kept[0], "Publish", {"text": speaker.text})
         await asyncio.sleep(SETTLE)
         with ExitStack() as stack:
             windows = [stack.enter_context(Window(s.pid, s.cpu)) for s in servers]
@@ -198,6 +219,13 @@ async def _fanout(
         }
     finally:
         close_all(clients)
+
+
+def _check_numbered(data: bytes, payload: Any) -> None:
+    """Raise unless ``data`` is a history channel's ``Publish`` frame carrying ``payload``."""
+    got = msgspec.json.decode(data)
+    if got.get("Publish") != payload or got.get("channel") != ROOM or got.get("offset", 0) < 1:
+        raise AssertionError(f"expected a numbered Publish {payload!r}, got {data[:120]!r}")
 
 
 async def _drive(loads: list[FanoutLoad], seconds: float) -> None:
@@ -299,7 +327,26 @@ def markdown(summary: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.redis_fanout")
+    parser = options(argparse.ArgumentParser(prog="python -m benchmarks.redis_fanout"))
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--broker", help=argparse.SUPPRESS)
+    parser.add_argument("--namespace", default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--history", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        raise_fd_limit()
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            runner.run(_serve(args.broker, args.namespace, args.history))
+        return 0
+
+    sizes = measured_sizes(parser, args)
+    rows = run_measure(args, lambda redis: _measure(args, sizes, redis))
+    report(args, "redis_fanout", GOAL, summarize_runs(rows), markdown, rows)
+    return 0
+
+
+def options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options the fan-out benchmarks share."""
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     parser.add_argument("--sizes", help="subscribers per process, comma-separated")
     parser.add_argument("--duration", type=float, help="seconds measured per run")
@@ -307,16 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
     parser.add_argument("--redis", help="use this Redis instead of starting one")
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--broker", help=argparse.SUPPRESS)
-    parser.add_argument("--namespace", default="bench", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.serve:
-        raise_fd_limit()
-        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            runner.run(_serve(args.broker, args.namespace))
-        return 0
+    return parser
 
+
+def measured_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sizes:
+    """The sizes the common options ask for (``--quick``, ``--sizes``, ``--duration``);
+    sets ``args.repeat``, and checks that a Redis can be had."""
     sizes = Sizes(fanout=(10, 100, 1000), fanout_window=4, warmup=0.5, duration=2.0)
     if args.quick:
         sizes = Sizes(fanout=(20,), fanout_window=4, warmup=0.05, duration=0.2)
@@ -327,26 +370,43 @@ def main(argv: list[str] | None = None) -> int:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.redis is None and shutil.which("redis-server") is None:
         parser.error("no redis-server on PATH: install it, or pass --redis URL")
+    return sizes
+
+
+def run_measure(
+    args: argparse.Namespace, measure: Callable[[str], Awaitable[list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """Run ``measure(redis_url)`` pinned to the load generator's core, with a Redis of the
+    run's own unless ``--redis`` names one."""
     raise_fd_limit()
     pin(os.getpid(), cores()[1])
     with ExitStack() as stack:
         redis = args.redis or stack.enter_context(_own_redis(cores()[1]))
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            rows = runner.run(_measure(args, sizes, redis))
-    summary = summarize_runs(rows)
+            return runner.run(measure(redis))
+
+
+def report(
+    args: argparse.Namespace,
+    name: str,
+    goal: float,
+    summary: list[dict[str, Any]],
+    table: Callable[[list[dict[str, Any]]], str],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Print the table and write the results (not for a quick run without ``--output``)."""
     print()
-    print(markdown(summary))
+    print(table(summary))
     payload = {
         "machine": machine(),
         "versions": versions("lexicons", "redis", "hiredis", "websockets", "msgspec", "uvloop"),
         "loop": args.loop,
-        "goal_ratio": GOAL,
+        "goal_ratio": goal,
         "summary": summary,
         "runs": rows,
     }
     if args.output or not args.quick:
-        print(f"results written to {save_results('redis_fanout', payload, args.output)}")
-    return 0
+        print(f"results written to {save_results(name, payload, args.output)}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -115,6 +117,7 @@ def chromium_path() -> str | None:
 
 
 __all__ = [
+    "OwnRedis",
     "Process",
     "SmallDisk",
     "asgi_server",
@@ -122,6 +125,7 @@ __all__ = [
     "client_frame",
     "echo_app",
     "eventually",
+    "free_port",
     "handshake_request",
     "open_websocket",
     "redis_available",
@@ -414,3 +418,62 @@ async def asgi_server(app: Any, *, lifespan: str = "on", **options: Any) -> Asyn
         server.should_exit = True
         await serving
         sock.close()
+
+
+# a redis-server of a test's own, to stop, freeze or flush without touching the shared one
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server of this test's own on an ephemeral port, stopped by its PID."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.popen: subprocess.Popen[str] | None = None
+        self._log: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.popen = popen = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert popen.stdout is not None
+        seen = []
+        for line in popen.stdout:  # its log says when it listens; EOF if it failed
+            seen.append(line)
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise AssertionError("redis-server did not start:\n" + "".join(seen))
+        # Keep reading its log, so a full pipe never blocks it.
+        self._log = threading.Thread(target=popen.stdout.read, daemon=True)
+        self._log.start()
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop it by its PID, wait for it, and close its log pipe."""
+        assert self.popen is not None and self.popen.stdout is not None
+        self.popen.send_signal(signum)
+        self.popen.wait(timeout=10)
+        if self._log is not None:
+            self._log.join(10)  # ends at the pipe's EOF
+        self.popen.stdout.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[OwnRedis]:
+    pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = OwnRedis()
+    server.start()
+    yield server
+    if server.popen is not None:
+        server.stop(signal.SIGKILL)  # nothing to do but closing the pipe if it has stopped

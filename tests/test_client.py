@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lexicons import HandshakeRejected, Response, Server, SignalError
+from lexicons import HandshakeRejected, History, Response, Server, SignalError
 from lexicons.client import Backoff, Client, handshake
 from lexicons.headers import subprotocol_credential
 from lexicons.testing import TestClient
@@ -60,6 +60,28 @@ def make_app() -> Server:
     async def slow(sv):
         await sv.state["release"].wait()
         return {"late": True}
+
+    @app.channel("room:{id}", history=History(50), presence=True)
+    def room(ws, id: str) -> bool:
+        return id != "closed"
+
+    @app.presence
+    def who(ws):
+        return ws.auth
+
+    @app.signal
+    def post(text: str, room: str):
+        return Response({"text": text}, [room])
+
+    @app.signal
+    def miss(ws, sv, room: str):
+        """Leave the room behind the client's back, so it misses what follows."""
+        sv.channels[room].unsubscribe(ws)
+        return True
+
+    @app.signal
+    def lag(ws, room: str, dropped: int):
+        ws.send({"$lagged": {"channel": room, "dropped": dropped}})
 
     return app
 
@@ -268,3 +290,88 @@ def test_backoff_is_endless_without_attempts() -> None:
 def test_backoff_refuses_bad_settings(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="Backoff"):
         Backoff(**kwargs)
+
+
+# channels
+
+
+async def test_subscribe_list_presence_and_unsubscribe(served: TestClient) -> None:
+    async with Client(served.url, headers=LOGIN, reconnect=None) as client:
+        answer = await client.subscribe("room:1")
+        assert answer["channel"] == "room:1" and answer["recovered"] is False
+        assert [m["info"] for m in await client.presence("room:1")] == ["ada"]
+        with pytest.raises(SignalError) as refused:
+            await client.subscribe("room:closed")
+        assert refused.value.code == "forbidden"
+        assert await client.unsubscribe("room:1") == {"channel": "room:1"}
+        assert client.positions == {}
+
+
+async def test_recovers_what_it_missed_after_reconnecting(served: TestClient) -> None:
+    away = asyncio.Event()
+    back = asyncio.Event()
+
+    async def on_connect(client: Client) -> None:
+        if away.is_set():
+            await back.wait()  # the others publish before it subscribes again
+
+    bob = {"Login": json.dumps({"user": "bob"})}
+    async with (
+        Client(served.url, headers=LOGIN, reconnect=FAST, on_connect=on_connect) as ada,
+        Client(served.url, headers=bob, reconnect=None) as other,
+    ):
+        assert await ada.receive(timeout=5) == {"hello": "ada"}
+        epoch = (await ada.subscribe("room:1"))["epoch"]
+        await other.send("post", text="before", room="room:1")
+        frames = [await ada.receive(timeout=5) for _ in range(2)]
+        assert frames[-1] == {"post": {"text": "before"}, "channel": "room:1", "offset": 1}
+        assert ada.positions["room:1"] == [epoch, 1]
+        away.set()
+        await ada.send("drop")
+        assert await ada.receive(timeout=5) == {"hello": "ada"}  # reconnected, waiting
+        for n in range(3):
+            await other.send("post", text=f"missed {n}", room="room:1")
+        assert await other.call("echo", text="sync") == {"text": "sync"}
+        back.set()
+        answer = await ada.receive(timeout=5)
+        assert answer["$subscribe"]["recovered"] is True and answer["ref"]
+        missed = [await ada.receive(timeout=5) for _ in range(3)]
+        assert [m["offset"] for m in missed] == [2, 3, 4]
+        assert "$join" in await ada.receive(timeout=5)
+        await other.send("post", text="live", room="room:1")
+        assert (await ada.receive(timeout=5))["offset"] == 5
+        assert ada.positions["room:1"] == [epoch, 5]
+
+
+async def test_lagged_recovers_from_history_by_itself(served: TestClient) -> None:
+    bob = {"Login": json.dumps({"user": "bob"})}
+    async with (
+        Client(served.url, headers=LOGIN, reconnect=None) as ada,
+        Client(served.url, headers=bob, reconnect=None) as other,
+    ):
+        await ada.receive(timeout=5)  # hello
+        await ada.subscribe("room:2")
+        await ada.receive(timeout=5)  # its $join
+        await ada.call("miss", room="room:2")
+        for n in range(2):
+            await other.send("post", text=f"dropped {n}", room="room:2")
+        assert await other.call("echo", text="sync") == {"text": "sync"}
+        await ada.send("lag", room="room:2", dropped=2)
+        assert await ada.receive(timeout=5) == {"$lagged": {"channel": "room:2", "dropped": 2}}
+        assert (await ada.receive(timeout=5))["$subscribe"]["recovered"] is True
+        assert [(await ada.receive(timeout=5))["offset"] for _ in range(2)] == [1, 2]
+
+
+async def test_a_refusal_after_reconnecting_arrives_among_the_messages(
+    served: TestClient,
+) -> None:
+    async with Client(served.url, headers=LOGIN, reconnect=FAST) as ada:
+        assert await ada.receive(timeout=5) == {"hello": "ada"}
+        await ada.subscribe("room:3")
+        await ada.receive(timeout=5)  # its $join
+        served.app.channels._patterns[0]._set_join(lambda: False)  # the server changed its mind
+        await ada.send("drop")
+        assert await ada.receive(timeout=5) == {"hello": "ada"}
+        refusal = await ada.receive(timeout=5)
+        assert refusal["Errors"][0]["code"] == "forbidden"
+        assert ada.positions == {}

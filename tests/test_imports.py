@@ -45,11 +45,11 @@ class Imports(ast.NodeVisitor):
             for _ in range(node.level - 1):
                 package = package.rpartition(".")[0]
             base = f"{package}.{base}" if base else package
-        if base in self.known:
+        submodules = {f"{base}.{a.name}" for a in node.names} & self.known
+        self.found.update(submodules)
+        # ``from . import module`` takes a module, not the package's own names.
+        if base in self.known and len(submodules) < len(node.names):
             self.found.add(base)
-        self.found.update(
-            f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in self.known
-        )
 
 
 def import_graph() -> dict[str, set[str]]:

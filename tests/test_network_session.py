@@ -527,6 +527,111 @@ def test_the_end_of_the_stream_waits_behind_queued_output(h: Harness) -> None:
     assert h.port.ended
 
 
+def test_congested_while_the_socket_is_full_or_output_waits(h: Harness) -> None:
+    assert not h.session.congested
+    h.session.pause_writing()
+    assert h.session.congested
+    h.session.send(b"queued")
+    h.session.resume_writing()
+    assert not h.session.congested
+
+
+def test_when_drained_runs_at_once_when_nothing_waits(h: Harness) -> None:
+    calls: list[str] = []
+    h.session.when_drained(lambda: calls.append("drained"))
+    assert calls == ["drained"]
+
+
+def test_when_drained_runs_once_after_the_queue_went_out(h: Harness) -> None:
+    calls: list[str] = []
+    h.session.pause_writing()
+    h.session.send(b"one")
+    h.session.when_drained(lambda: calls.append(f"after {len(h.port.written)} writes"))
+    h.session.when_drained(lambda: calls.append("second"))
+    written = len(h.port.written)
+    assert calls == []
+    h.session.resume_writing()
+    assert calls == [f"after {written + 1} writes", "second"]
+    h.session.pause_writing()
+    h.session.resume_writing()
+    assert len(calls) == 2  # once
+
+
+class CongestingPort(Port):
+    """A socket that fills up again after ``room`` more writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room: int | None = None
+        self.session: Session | None = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.room is not None:
+            self.room -= 1
+            if self.room == 0 and self.session is not None:
+                self.session.pause_writing()
+
+
+def test_when_drained_waits_while_the_socket_fills_up_again() -> None:
+    h = Harness()
+    port = CongestingPort()
+    h.port = port
+    h.session = port.session = Session(h.app, h.limits, port, port.write)
+    h.open()
+    calls: list[str] = []
+    h.session.pause_writing()
+    for n in range(3):
+        h.session.send(b"m%d" % n)
+    h.session.when_drained(lambda: calls.append("drained"))
+    port.room = 2  # takes two of the three, then is full again
+    h.session.resume_writing()
+    assert calls == [] and h.session.congested
+    port.room = None
+    h.session.resume_writing()
+    assert calls == ["drained"]
+    h.flush()
+    assert h.client.messages() == ["m0", "m1", "m2"]
+
+
+def test_a_drained_callback_may_write_and_ask_again(h: Harness) -> None:
+    calls: list[int] = []
+
+    def again() -> None:
+        calls.append(len(calls))
+        h.session.send(b"more")  # the socket takes it: not congested
+        if len(calls) == 1:
+            h.session.when_drained(again)
+
+    h.session.pause_writing()
+    h.session.when_drained(again)
+    h.session.resume_writing()
+    assert calls == [0, 1]
+
+
+def test_when_drained_is_never_called_after_the_end(h: Harness) -> None:
+    calls: list[str] = []
+    h.session.pause_writing()
+    h.session.send(b"queued")
+    h.session.when_drained(lambda: calls.append("drained"))
+    h.session.connection_lost()
+    h.session.resume_writing()
+    h.session.when_drained(lambda: calls.append("late"))
+    assert calls == []
+
+
+def test_when_drained_is_not_called_for_a_client_cut_off(h: Harness) -> None:
+    calls: list[str] = []
+    h.session.pause_writing()
+    h.session.when_drained(lambda: calls.append("drained"))
+    for _ in range(12):
+        h.session.send(b"x" * 1000)
+    h.session.expire("the client stopped reading")
+    assert h.port.aborted
+    h.session.resume_writing()
+    assert calls == []
+
+
 # the end
 
 
@@ -605,6 +710,8 @@ class SessionMachine(RuleBasedStateMachine):
         self.count = 0
         self.lost = False
         self.congested_at: int | None = None  # writes made when the socket filled up
+        self.drain_asked: int | None = None  # writes made when a drain callback was asked
+        self.drains = 0
 
     def _can_send(self) -> bool:
         return not self.lost and self.h.client.proto.state is State.OPEN
@@ -665,6 +772,17 @@ class SessionMachine(RuleBasedStateMachine):
             self.h.session.resume_writing()
 
     @rule()
+    def wait_for_the_drain(self) -> None:
+        if self.drain_asked is None:
+            self.drain_asked = len(self.h.port.written)
+            self.h.session.when_drained(self._drained)
+
+    def _drained(self) -> None:
+        assert not self.h.session.congested and not self.lost
+        self.drains += 1
+        self.drain_asked = None
+
+    @rule()
     def client_reads(self) -> None:
         self.h.flush()
 
@@ -708,6 +826,12 @@ class SessionMachine(RuleBasedStateMachine):
     def nothing_is_written_to_a_full_socket(self) -> None:
         if self.congested_at is not None:
             assert len(self.h.port.written) == self.congested_at
+
+    @invariant()
+    def a_drain_callback_waits_only_while_output_waits(self) -> None:
+        session = self.h.session
+        if self.drain_asked is not None and not self.lost and session.writer is not None:
+            assert session.congested
 
     @invariant()
     def nothing_is_written_after_the_end(self) -> None:

@@ -10,27 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apps.cluster_app import make_app
-from conftest import Process, eventually, subscribed
+from conftest import OwnRedis, Process, eventually, subscribed
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 
 from lexicons import ConfigurationError, LocalBroker
 from lexicons.brokers import make_broker
-from lexicons.brokers.redis import RedisBroker, pack, redacted, unpack
+from lexicons.brokers.envelope import NUMBERED, PLAIN, Head, head_prefix, pack, prefix, unpack
+from lexicons.brokers.redis import RedisBroker, redacted
 from lexicons.settings import Settings
 from lexicons.testing import Peer, TestClient
 
@@ -52,6 +51,31 @@ async def cluster(count: int, broker: str, namespace: str) -> AsyncIterator[list
         yield clients
 
 
+class Recorder:
+    """A broker's target that records what it is given."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+        self.numbered: list[tuple[str, str, int, bytes]] = []
+        self.lags: list[tuple[str, int]] = []
+        self.departures: list[tuple[str, str]] = []
+
+    def deliver(self, names: Any, data: bytes, key: str | None) -> None:
+        self.delivered.append(data)
+
+    def deliver_at(self, name: str, epoch: str, offset: int, data: bytes, key: Any) -> None:
+        self.numbered.append((name, epoch, offset, data))
+
+    def restart(self, name: str, epoch: str, offset: int) -> None:
+        pass
+
+    def lagged(self, name: str, count: int) -> None:
+        self.lags.append((name, count))
+
+    def departed(self, name: str, pk: str, info: bytes) -> None:
+        self.departures.append((name, pk))
+
+
 async def messages(peer: Peer, count: int) -> list[Any]:
     return [await peer.receive() for _ in range(count)]
 
@@ -63,19 +87,39 @@ async def messages(peer: Peer, count: int) -> list[Any]:
     origin=st.binary(min_size=8, max_size=8),
     seq=st.integers(min_value=0, max_value=2**64 - 1),
     channels=st.lists(st.text(), min_size=1, max_size=4),
+    key=st.none() | st.text(),
     data=st.binary(),
 )
-def test_envelope_round_trip(origin: bytes, seq: int, channels: list[str], data: bytes) -> None:
-    assert unpack(pack(origin, seq, channels, data)) == (origin, seq, channels, data)
+def test_envelope_round_trip(
+    origin: bytes, seq: int, channels: list[str], key: str | None, data: bytes
+) -> None:
+    seqs = list(range(1, len(channels) + 1))
+    envelope = pack(origin, seq, channels, seqs, key, data)
+    assert unpack(envelope) == (PLAIN, origin, seq, Head(channels, seqs, key), data)
+
+
+@given(
+    origin=st.binary(min_size=8, max_size=8),
+    channel=st.text(),
+    key=st.none() | st.text(),
+    offset=st.integers(1, 2**53),
+    data=st.binary(),
+)
+def test_a_numbered_envelope_as_the_script_completes_it(
+    origin: bytes, channel: str, key: str | None, offset: int, data: bytes
+) -> None:
+    head = head_prefix(channel, key) + b'"e1",%d]' % offset  # what the script appends
+    envelope = prefix(origin, 7) + len(head).to_bytes(4, "big") + head + data
+    assert unpack(envelope) == (NUMBERED, origin, 7, Head([channel], [], key, "e1", offset), data)
 
 
 @given(st.binary())
 def test_any_message_unpacks_or_raises_value_error(message: bytes) -> None:
     try:
-        origin, seq, channels, payload = unpack(message)
+        kind, origin, seq, head, payload = unpack(message)
     except ValueError:
         return
-    assert len(origin) == 8 and isinstance(channels, list)
+    assert len(origin) == 8 and head.channels
 
 
 # settings and start-up
@@ -246,62 +290,6 @@ async def test_count_is_cluster_wide_and_skips_dead_processes(
 # Redis going away and coming back
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of this test's own on an ephemeral port, stopped by its PID."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.popen: subprocess.Popen[str] | None = None
-        self._log: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.popen = popen = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert popen.stdout is not None
-        seen = []
-        for line in popen.stdout:  # its log says when it listens; EOF if it failed
-            seen.append(line)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise AssertionError("redis-server did not start:\n" + "".join(seen))
-        # Keep reading its log, so a full pipe never blocks it.
-        self._log = threading.Thread(target=popen.stdout.read, daemon=True)
-        self._log.start()
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop it by its PID, wait for it, and close its log pipe."""
-        assert self.popen is not None and self.popen.stdout is not None
-        self.popen.send_signal(signum)
-        self.popen.wait(timeout=10)
-        if self._log is not None:
-            self._log.join(10)  # ends at the pipe's EOF
-        self.popen.stdout.close()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    pytest.importorskip("redis", reason="the Redis client is missing: pip install -e '.[test]'")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = OwnRedis()
-    server.start()
-    yield server
-    if server.popen is not None:
-        server.stop(signal.SIGKILL)  # nothing to do but closing the pipe if it has stopped
-
-
 async def test_redis_restart_keeps_local_delivery_and_resumes_sharing(
     own_redis: OwnRedis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -413,9 +401,10 @@ async def test_a_redis_that_stops_answering_is_given_up_and_rejoined(
     own_redis: OwnRedis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A frozen Redis (SIGSTOP) keeps the sockets open: the heartbeat must notice."""
-    delivered: list[bytes] = []
+    target = Recorder()
+    delivered = target.delivered
     broker = RedisBroker(own_redis.url, namespace, timeout=0.3, heartbeat=0.1)
-    broker.bind(lambda channels, data: delivered.append(data))
+    broker.bind(target)
     await broker.start()
     try:
         broker.subscribe("Public")
@@ -443,3 +432,95 @@ async def test_a_redis_that_stops_answering_is_given_up_and_rejoined(
         "did not answer" in r.getMessage() or "stopped answering" in r.getMessage()
         for r in caplog.records
     )
+
+
+# faults: losses while a process reconnects, memory while Redis is frozen
+
+
+async def kill_connections(redis: Any, name: str) -> int:
+    """Kill the Redis connections named ``name`` (one process's broker); how many."""
+    killed = 0
+    for client in await redis.client_list():
+        if client.get("name") == name:
+            killed += await redis.client_kill_filter(_id=client["id"])
+    return killed
+
+
+async def test_a_process_whose_redis_connections_die_loses_nothing_on_history_and_counts_the_rest(
+    redis_url: str, namespace: str, redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lexicons.broker")
+    async with cluster(2, redis_url, namespace) as (a, b):
+        listener = await b.connect()
+        await listener.call("join", channels=["Public", "Hist"])
+        for channel in ("Public", "Hist"):
+            await subscribed(redis, f"{namespace}:{channel}", 1)
+        broker = b.app.channels.broker
+        # What B missed is counted from the first broadcast it heard from A.
+        published = 1
+        a.app.broadcast({"n": published}, "Public")
+        a.app.broadcast({"n": published}, "Hist")
+        assert (await listener.receive())["n"] == published
+        assert (await listener.receive())["n"] == published
+        for _ in range(10):
+            assert await kill_connections(redis, broker.client_name)  # type: ignore[attr-defined]
+            for _ in range(20):  # while B reconnects
+                published += 1
+                a.app.broadcast({"n": published}, "Public")
+                a.app.broadcast({"n": published}, "Hist")
+
+            async def back() -> bool:
+                [(_, count)] = await redis.pubsub_numsub(f"{namespace}:Public")
+                return bool(count == 1 and broker.online)  # type: ignore[attr-defined]
+
+            await eventually(back, "B to subscribe again")
+        published += 1
+        a.app.broadcast({"n": published}, "Public")
+        a.app.broadcast({"n": published}, "Hist")
+        plain, history = [1], [{"n": 1, "offset": 1}]
+        while not (history and history[-1]["n"] == published and plain[-1:] == [published]):
+            message = await listener.receive()
+            if "channel" in message:
+                history.append({"n": message["n"], "offset": message["offset"]})
+            else:
+                plain.append(message["n"])
+        assert [m["n"] for m in history] == list(range(1, published + 1))
+        assert [m["offset"] for m in history] == list(range(1, published + 1))
+        assert plain == sorted(set(plain))
+        lost = broker.lost  # type: ignore[attr-defined]
+        assert lost > 0 and len(plain) + lost == published
+        assert broker.recovered > 0  # type: ignore[attr-defined]
+        await listener.assert_nothing_received()
+    logged = caplog.text
+    assert "broadcasts to channels without history were lost" in logged
+
+
+async def test_a_frozen_redis_holds_at_most_broker_queue_bytes_and_counts_the_rest(
+    own_redis: OwnRedis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tracemalloc
+
+    caplog.set_level(logging.WARNING, logger="lexicons.broker")
+    bound = 2**20
+    broker = make_broker(
+        Settings(broker=own_redis.url, broker_namespace=namespace, broker_queue=bound)
+    )
+    broker.bind(Recorder())
+    await broker.start()
+    assert own_redis.popen is not None
+    blob = b'{"blob":"' + b"x" * 65536 + b'"}'
+    tracemalloc.start()
+    try:
+        own_redis.popen.send_signal(signal.SIGSTOP)
+        before = tracemalloc.take_snapshot()
+        for _ in range(200):  # 13 MB of broadcasts
+            broker.publish(["Public"], blob)
+        after = tracemalloc.take_snapshot()
+        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+        assert grown < 2 * bound
+        assert broker.undelivered >= 200 - bound // len(blob) - 1  # type: ignore[attr-defined]
+    finally:
+        tracemalloc.stop()
+        own_redis.popen.send_signal(signal.SIGCONT)
+        await broker.stop()
+    assert "to ['Public'] was delivered to this process's subscribers only" in caplog.text

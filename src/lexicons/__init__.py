@@ -24,9 +24,11 @@ from .brokers import Broker, LocalBroker
 from .channels import Channel, Channels
 from .client import Backoff, Client
 from .connection import Connection
+from .emitter import Emitter
 from .errors import (
     ConfigurationError,
     DatabaseError,
+    Forbidden,
     HandshakeRejected,
     IntegrityError,
     InternalError,
@@ -35,15 +37,19 @@ from .errors import (
     InvalidPayload,
     LexiconsError,
     QueryError,
+    RateLimited,
     RegistrationError,
     SchemaError,
     SignalError,
     StorageError,
     TaskError,
+    UnknownChannel,
     UnknownSignal,
 )
 from .headers import Header
+from .history import History
 from .lifecycle import Running
+from .ratelimit import RateLimit
 from .server import Server
 from .settings import Settings
 from .signals import Response, Signal
@@ -60,8 +66,11 @@ __all__ = [
     "Connection",
     "Database",
     "DatabaseError",
+    "Emitter",
+    "Forbidden",
     "HandshakeRejected",
     "Header",
+    "History",
     "Index",
     "IntegrityError",
     "InternalError",
@@ -73,6 +82,8 @@ __all__ = [
     "Model",
     "QueryError",
     "QueryResult",
+    "RateLimit",
+    "RateLimited",
     "Ref",
     "RegistrationError",
     "Response",
@@ -85,5 +96,6 @@ __all__ = [
     "StorageError",
     "Task",
     "TaskError",
+    "UnknownChannel",
     "UnknownSignal",
 ]

@@ -12,6 +12,7 @@ changes are committed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -29,7 +30,10 @@ from .network.http import StaticFile, answer, plain_response
 from .network.session import Application, Session
 from .protocol import Dispatcher, decode_frame, encode_errors
 from .protocol import Request as Call
+from .ratelimit import AddressLimits, RateLimit
 from .security import Origins, Trust
+from .signals import SignalRegistry
+from .subscriptions import Subscriptions
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -51,7 +55,7 @@ class App(Protocol):
     @property
     def channels(self) -> Channels: ...
     @property
-    def signals(self) -> Mapping[str, Handler]: ...
+    def signals(self) -> SignalRegistry: ...
     @property
     def db(self) -> Any:
         """The store (``db`` in handlers)."""
@@ -105,6 +109,12 @@ class ServerApplication(Application):
             expose_errors=settings.expose_errors,
             reply=reply,
             publish=app.channels.publish,
+            reserved=Subscriptions(app.channels, sv=app, db=app.db, reply=reply).handlers,
+            limits=app.signals.limits,
+        )
+        self._addresses = AddressLimits(
+            settings.max_connections_per_address,
+            RateLimit.parse(settings.connection_rate) if settings.connection_rate else None,
         )
         self._trust = Trust(settings.trust, settings.proxies)
         self._origins = Origins(settings.origins)
@@ -139,6 +149,11 @@ class ServerApplication(Application):
         peer = ws.remote_address
         # Header functions may read the address, so apply the proxy rule first.
         ws.remote_address = self._trust.client_address(peer, request.headers)
+        if self._addresses.active:
+            refusal = self._addresses.admit(ws.pk, ws.remote_address, time.monotonic())
+            if refusal is not None:
+                logger.info("refused %s: %s", ws.remote_address, refusal)
+                return plain_response(429, refusal + "\n")
         if self._headers:
             self.channels.expect(ws)
         app = self.app
@@ -204,12 +219,14 @@ class ServerApplication(Application):
         return self._run_hooks(self._on_connect, ws, close_on_error=True)
 
     def closed(self, ws: Connection, admitted: bool) -> Coroutine[Any, Any, None] | None:
+        self._addresses.release(ws.pk)
         if not admitted:
             self.channels.refused(ws)
             return None
         if self.connections.pop(ws.pk, None) is None:
             return None
         self.channels.drop(ws)
+        self.dispatcher.forget(ws.pk)
         if self.debug:
             logger.debug("disconnect %s (%s)", ws.pk, ws.close_code)
         if not self._on_disconnect:

@@ -9,7 +9,15 @@
             print(message)
 
 When the connection drops, the client reconnects with exponential backoff and jitter
-(:class:`Backoff`) and runs ``on_connect`` again, where subscriptions belong.
+(:class:`Backoff`), runs ``on_connect`` again, and subscribes again to the channels it
+joined with :meth:`Client.subscribe`, from where it stopped: on a history channel the
+server sends what it missed meanwhile, and the answer (``recovered``) arrives among the
+messages, so the program knows whether to reload::
+
+    await client.subscribe("room:1")
+    async for message in client:
+        if message.get("$subscribe", {}).get("recovered") is False:
+            ...  # publications were lost while away: reload the room
 """
 
 from __future__ import annotations
@@ -203,6 +211,11 @@ class Client:
         self._failure: BaseException | None = None
         #: How many times the connection was re-established after a drop.
         self.reconnections = 0
+        #: ``[epoch, offset]`` by channel joined with :meth:`subscribe`: the epoch of its
+        #: last answer, the offset of the last publication received from it.
+        self.positions: dict[str, list[Any]] = {}
+        self._recovering: set[asyncio.Future[None]] = set()
+        self._echoed: set[int] = set()
 
     # --- opening and closing -------------------------------------------------------------
 
@@ -266,16 +279,77 @@ class Client:
         within ``timeout`` raises ``TimeoutError``. A signal that broadcasts (returns a
         ``Response``) sends no reply: :meth:`send` it and read the broadcast instead.
         """
+        return await self._call(signal, payload, timeout, echo=False)
+
+    async def _call(
+        self, signal: str, payload: dict[str, Any], timeout: float | None, echo: bool
+    ) -> Any:
+        """:meth:`call`; with ``echo`` the reply also goes to the messages, in its place."""
         timeout = self.timeout if timeout is None else timeout
         ref = self._last_ref = next(self._refs)
         reply = self._pending[ref] = asyncio.get_running_loop().create_future()
+        if echo:
+            self._echoed.add(ref)
         try:
             await self._send(_encode({signal: payload, "ref": ref}))
             message = await asyncio.wait_for(reply, timeout)
         finally:
             self._pending.pop(ref, None)
+            self._echoed.discard(ref)
         raise_for_errors(message)
         return message.get(signal)
+
+    # --- channels ------------------------------------------------------------------------
+
+    async def subscribe(
+        self, channel: str, since: tuple[str, int] | None = None, timeout: float | None = None
+    ) -> Any:
+        """Join ``channel`` (``$subscribe``); the answer: ``{"channel", "epoch", "offset",
+        "recovered"}``. ``since`` (an epoch and an offset) asks for what followed it.
+
+        Refusals raise :class:`~lexicons.errors.SignalError` (``forbidden``,
+        ``unknown_channel``). The client keeps its place in the channel and, after a
+        reconnection, subscribes again from there.
+        """
+        return await self._subscribe(channel, since, timeout, echo=False)
+
+    async def _subscribe(
+        self, channel: str, since: tuple[str, int] | None, timeout: float | None, echo: bool
+    ) -> Any:
+        payload: dict[str, Any] = {"channel": channel}
+        if since is not None:
+            payload["since"] = {"epoch": since[0], "offset": since[1]}
+        answer = await self._call("$subscribe", payload, timeout, echo)
+        self.positions[channel] = [answer["epoch"], answer["offset"]]
+        return answer
+
+    async def unsubscribe(self, channel: str, timeout: float | None = None) -> Any:
+        """Leave ``channel`` (``$unsubscribe``); it is not joined again after a reconnection."""
+        self.positions.pop(channel, None)
+        return await self.call("$unsubscribe", timeout, channel=channel)
+
+    async def presence(self, channel: str, timeout: float | None = None) -> list[Any]:
+        """The members of ``channel``, ``{"pk", "info"}`` each (``$presence``)."""
+        return list((await self.call("$presence", timeout, channel=channel))["members"])
+
+    async def _rejoin(self, channel: str) -> None:
+        """Subscribe again from the last position; the answer (or the refusal) goes to
+        the messages, before what was missed, so the program learns whether anything
+        was lost."""
+        position = self.positions.get(channel)
+        if position is None:
+            return
+        since = (position[0], position[1]) if position[0] else None
+        try:
+            await self._subscribe(channel, since, None, echo=True)
+        except SignalError:
+            self.positions.pop(channel, None)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.info("subscribing again to %s failed: %s", channel, exc)
+
+    async def _rejoin_all(self) -> None:
+        for channel in list(self.positions):
+            await self._rejoin(channel)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -359,6 +433,7 @@ class Client:
         reader = asyncio.create_task(self._read(ws))
         try:
             await self._run_on_connect(first)
+            await self._rejoin_all()
             await reader
         finally:
             reader.cancel()
@@ -390,12 +465,29 @@ class Client:
         except msgspec.DecodeError:
             logger.warning("ignored a message that is not JSON: %.80r", data)
             return
-        ref = message.get("ref") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            self._inbox.put_nowait(message)
+            return
+        ref = message.get("ref")
         if type(ref) is int and 0 < ref <= self._last_ref:
             reply = self._pending.get(ref)
             if reply is not None and not reply.done():
                 reply.set_result(message)
+                if ref in self._echoed:
+                    self._inbox.put_nowait(message)
             return  # a reply whose call timed out is dropped, not mistaken for news
+        offset = message.get("offset")
+        if type(offset) is int:
+            position = self.positions.get(message.get("channel"))  # type: ignore[arg-type]
+            if position is not None:
+                position[1] = offset
+        elif "$lagged" in message:
+            # Publications were dropped while it lagged: recover them from history.
+            lagged = message["$lagged"]
+            channel = lagged.get("channel") if isinstance(lagged, dict) else None
+            if channel in self.positions and self.positions[channel][0]:
+                self._recovering.add(asyncio.ensure_future(self._rejoin(channel)))
+                self._recovering = {task for task in self._recovering if not task.done()}
         self._inbox.put_nowait(message)
 
     async def _reopen(self) -> ClientConnection:

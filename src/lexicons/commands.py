@@ -75,9 +75,13 @@ FLAGS: dict[str, str] = {
     "keyfile": "TLS private key file, unless the certificate file holds the key",
     "broker": "broker URL shared by processes (redis://127.0.0.1:6379/0)",
     "broker_namespace": "prefix of the broker's channel and key names",
+    "broker_heartbeat": "seconds between a process's heartbeats on the Redis broker",
+    "broker_queue": "bytes of broadcasts that may wait for Redis before they are dropped",
     "workers": "server processes sharing the port; more than 1 needs --broker",
     "max_size": "largest incoming message, in bytes",
     "max_connections": "most connections at once",
+    "max_connections_per_address": "most connections one client address may hold open",
+    "connection_rate": "how fast one client address may connect (30/min)",
     "metrics": "serve Prometheus metrics at GET /metrics on the same port "
     "(pip install 'lexicons[metrics]')",
 }

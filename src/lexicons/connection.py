@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -13,7 +14,18 @@ from .store.models import new_pk
 if TYPE_CHECKING:
     from .network.session import Session
 
-__all__ = ["Connection", "Sent", "deliver", "reply", "reply_now"]
+__all__ = [
+    "Connection",
+    "Sent",
+    "cut_off",
+    "deliver",
+    "deliver_keeping_up",
+    "reply",
+    "reply_now",
+    "when_drained",
+]
+
+logger = logging.getLogger("lexicons")
 
 
 class Memberships(Protocol):
@@ -151,3 +163,29 @@ def deliver(connections: Iterable[Connection], frame: bytes) -> None:
         write = ws._session.writer
         if write is not None:
             write(frame)
+
+
+def deliver_keeping_up(connections: Iterable[Connection], frame: bytes) -> list[Connection]:
+    """Write one framed broadcast to each connection whose socket keeps up; return the
+    others that can still receive (what is sent to them waits: they lag)."""
+    lagging = []
+    for ws in connections:
+        session = ws._session
+        write = session.writer
+        if write is not None:
+            if session.congested:
+                lagging.append(ws)
+            else:
+                write(frame)
+    return lagging
+
+
+def when_drained(ws: Connection, callback: Callable[[], Any]) -> None:
+    """Call ``callback()`` once nothing waits for ``ws``'s socket (never after it closed)."""
+    ws._session.when_drained(callback)
+
+
+def cut_off(ws: Connection, why: str) -> None:
+    """Drop a client that cannot keep up, as the network layer does past ``max_buffer``."""
+    logger.warning("connection %s cut off: %s", ws.pk, why)
+    ws._session.abort()

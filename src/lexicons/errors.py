@@ -10,7 +10,10 @@
     │   ├── InvalidFrame            invalid_frame
     │   ├── UnknownSignal           unknown_signal
     │   ├── InvalidPayload          invalid_payload
-    │   └── InternalError           internal_error
+    │   ├── InternalError           internal_error
+    │   ├── RateLimited             rate_limited
+    │   ├── Forbidden               forbidden
+    │   └── UnknownChannel          unknown_channel
     ├── HandshakeRejected       a connection refused before the upgrade (HTTP status)
     ├── TaskError               a startup task failed; the server does not start
     └── DatabaseError           raised by the built-in store
@@ -30,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "DatabaseError",
+    "Forbidden",
     "HandshakeRejected",
     "IntegrityError",
     "InternalError",
@@ -38,11 +42,13 @@ __all__ = [
     "InvalidPayload",
     "LexiconsError",
     "QueryError",
+    "RateLimited",
     "RegistrationError",
     "SchemaError",
     "SignalError",
     "StorageError",
     "TaskError",
+    "UnknownChannel",
     "UnknownSignal",
 ]
 
@@ -114,6 +120,33 @@ class InternalError(SignalError):
     """The handler raised; its text reaches the client only with ``expose_errors``."""
 
     code = "internal_error"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(None, message)
+
+
+class RateLimited(SignalError):
+    """The signal's rate limit for this connection is used up; the request did not run."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(None, message)
+
+
+class Forbidden(SignalError):
+    """A channel's authorization refused; an authorization function may raise it too."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(None, message)
+
+
+class UnknownChannel(SignalError):
+    """No channel, and no channel pattern, of that name."""
+
+    code = "unknown_channel"
 
     def __init__(self, message: str = "") -> None:
         super().__init__(None, message)

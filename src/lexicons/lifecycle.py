@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .application import App, ServerApplication, invoke
@@ -85,6 +85,8 @@ class Running:
         self._keepalive: asyncio.TimerHandle | None = None
         self._closed: asyncio.Event | None = None
         self._steps: list[str] = []
+        #: Joins that wait for the broker, started by server code that subscribes.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def url(self) -> str:
@@ -121,6 +123,8 @@ class Running:
         if settings.metrics:  # prometheus_client missing fails here, before anything starts
             self.metrics = ServerMetrics(app, shared=self._shared_metrics)
         self._closed = asyncio.Event()
+        #: The event loop serving the app (what ``broadcast_threadsafe`` hands work to).
+        self.loop = asyncio.get_running_loop()
         app.running = self
         app.log_step("STARTING")
         try:
@@ -129,8 +133,10 @@ class Running:
             broker = make_broker(settings)
             if self.metrics is not None:
                 broker = self.metrics.broker(broker)
-            broker.bind(app.channels.deliver)
+            broker.bind(app.channels)
             app.channels.broker = broker
+            app.channels.configure(settings.max_buffer)
+            app.channels.spawn = self._spawn
             await broker.start()
             self._steps.append("broker")
             self._gate = Gate(app.db) if app.db.durable else None
@@ -225,9 +231,11 @@ class Running:
                     except Exception:
                         logger.exception("on_shutdown hook %s failed", hook.func.__qualname__)
             if "broker" in self._steps:
+                for task in list(self._tasks):
+                    task.cancel()
                 await app.channels.broker.stop()
                 app.channels.broker = LocalBroker()
-                app.channels.broker.bind(app.channels.deliver)
+                app.channels.broker.bind(app.channels)
             if "db" in self._steps:
                 app.channels.gate = None
                 app.db.close()
@@ -236,6 +244,16 @@ class Running:
             app.running = None
             assert self._closed is not None
             self._closed.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("subscribing failed", exc_info=task.exception())
 
     # calling user code
 

@@ -10,13 +10,22 @@ so everything here is tested with plain function calls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import msgspec
 
-from .errors import InternalError, InvalidFrame, InvalidJSON, SignalError, UnknownSignal
+from .errors import (
+    InternalError,
+    InvalidFrame,
+    InvalidJSON,
+    RateLimited,
+    SignalError,
+    UnknownSignal,
+)
 from .handlers import Handler
+from .ratelimit import RateLimit, TokenBucket
 from .signals import Response
 
 __all__ = [
@@ -33,6 +42,10 @@ logger = logging.getLogger("lexicons")
 _frame = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[dict[str, msgspec.Raw]])
 #: Encodes every outgoing message; msgspec Structs, datetimes and sets are understood.
 encode = msgspec.json.Encoder().encode
+
+
+#: A handler of the framework's own requests (``$subscribe``...): ``None`` when done.
+Reserved = Callable[["Request", Any], "Awaitable[None] | None"]
 
 
 class Request(msgspec.Struct, gc=False):
@@ -97,12 +110,26 @@ def encode_errors(name: str | None, error: SignalError, ref: msgspec.Raw | None 
 class Dispatcher:
     """Runs requests against the registered signals and turns results into output.
 
-    ``reply(ws, data)`` writes bytes to one connection and ``publish(channels, data)``
-    hands a broadcast (encoded once) to the broker; both are supplied by the server,
-    which keeps this class free of I/O.
+    ``reply(ws, data)`` writes bytes to one connection and ``publish(channels, data,
+    key)`` hands a broadcast (encoded once) to the broker; both are supplied by the
+    server, which keeps this class free of I/O. ``reserved`` handles the framework's own
+    ``$`` requests: each answers its client itself, and raises (or returns an awaitable
+    that raises) for an error, which is answered here like a handler's.
     """
 
-    __slots__ = ("_signals", "_sv", "_db", "_debug", "_expose", "_reply", "_publish")
+    __slots__ = (
+        "_signals",
+        "_sv",
+        "_db",
+        "_debug",
+        "_expose",
+        "_reply",
+        "_publish",
+        "_reserved",
+        "_limits",
+        "_buckets",
+        "_clock",
+    )
 
     def __init__(
         self,
@@ -112,7 +139,10 @@ class Dispatcher:
         db: Any,
         debug: bool,
         reply: Callable[[Any, bytes], None],
-        publish: Callable[[list[str], bytes], None],
+        publish: Callable[[list[str], bytes, str | None], None],
+        reserved: Mapping[str, Reserved] | None = None,
+        limits: Mapping[str, RateLimit] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         expose_errors: bool = False,
     ) -> None:
         # A plain dict: signals cannot be added while serving, and a registry's Python
@@ -124,6 +154,11 @@ class Dispatcher:
         self._expose = expose_errors
         self._reply = reply
         self._publish = publish
+        self._reserved = dict(reserved or {})
+        self._limits = dict(limits or {})
+        #: Token buckets by (connection pk, signal name), made on first use.
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._clock = clock
 
     def dispatch(self, request: Request, ws: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one request for ``ws``.
@@ -136,8 +171,14 @@ class Dispatcher:
         if self._debug:
             logger.debug("signal %s from %s", request.name, ws.pk)
         try:
+            if self._limits and request.name in self._limits:
+                self._take(request.name, ws)
             if handler is None:
-                raise UnknownSignal(f"no signal named {request.name!r}")
+                special = self._reserved.get(request.name)
+                if special is None:
+                    raise UnknownSignal(f"no signal named {request.name!r}")
+                pending = special(request, ws)
+                return None if pending is None else self._finish(pending, request, ws)
             kwargs = handler.payload.from_json(request.payload)
             result = handler.call(kwargs, ws, self._sv, self._db)
         except Exception as exc:
@@ -164,6 +205,22 @@ class Dispatcher:
         else:
             self.complete(request, result, ws)
 
+    def _take(self, name: str, ws: Any) -> None:
+        """Take a token of ``name``'s limit for ``ws``, or raise :class:`RateLimited`."""
+        limit = self._limits[name]
+        now = self._clock()
+        bucket = self._buckets.get((ws.pk, name))
+        if bucket is None:
+            bucket = self._buckets[ws.pk, name] = TokenBucket(limit, now)
+        wait = bucket.take(limit, now)
+        if wait:
+            raise RateLimited(f"{name} is limited to {limit}; retry in {wait:.2g} s")
+
+    def forget(self, pk: str) -> None:
+        """Connection ``pk`` is gone: drop its rate-limit state."""
+        for name in self._limits:
+            self._buckets.pop((pk, name), None)
+
     def complete(self, request: Request, result: Any, ws: Any) -> None:
         """Send a handler's result: nothing, a broadcast, or a reply to the sender."""
         if result is None:
@@ -173,7 +230,7 @@ class Dispatcher:
                 data = encode({request.name: result.payload})
                 if self._debug:
                     logger.debug("broadcast %s to %s", request.name, ", ".join(result.channels))
-                self._publish(result.channels, data)
+                self._publish(result.channels, data, result.key)
                 return
             data = encode_reply(request.name, result, request.ref)
         except (TypeError, ValueError) as exc:  # a result msgspec cannot encode

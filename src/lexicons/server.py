@@ -22,19 +22,23 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from typing_extensions import Unpack
 
 from .asgi import AsgiApp
 from .brokers import LocalBroker
-from .channels import Channel, Channels
+from .channels import Channel, ChannelOptions, Channels
 from .commands import main_for
 from .connection import Connection
-from .errors import RegistrationError
+from .errors import LexiconsError, RegistrationError
 from .handlers import Handler, inspect_handler
 from .headers import Header, HeaderRegistry, check_gate
 from .layout import module_statement
 from .lifecycle import Running
 from .protocol import encode
+from .ratelimit import RateLimit
 from .security import Origins, Trust
 from .settings import Settings
 from .signals import Signal, SignalRegistry
@@ -159,6 +163,7 @@ class Server:
         #: Live connections of this process by pk.
         self.connections: dict[str, Connection] = {}
         self.channels = Channels(self.connections, LocalBroker())
+        self.channels.broker.bind(self.channels)
         self.signals = SignalRegistry()
         #: Handshake checks in registration order (the order of ``gate``'s list).
         self.headers = HeaderRegistry()
@@ -206,18 +211,40 @@ class Server:
             "Channel, Header, Task or Model, or use the keyword lists"
         )
 
-    def add_signal(self, target: Any, name: str | None = None) -> Handler:
-        """Register a signal function or :class:`Signal` class under ``name``."""
-        self._check_not_running(f"signal {_named(target, name)!r}")
-        return self.signals.add(target, name)
+    def add_signal(
+        self, target: Any, name: str | None = None, *, limit: str | RateLimit | None = None
+    ) -> Handler:
+        """Register a signal function or :class:`Signal` class under ``name``.
 
-    def add_channel(self, channel: Channel | type[Channel] | str) -> Channel:
-        """Register a channel given as a name or a :class:`Channel` class/instance.
+        ``limit`` (``"5/s"``, a :class:`RateLimit`) bounds how often one connection may
+        call it; past it the client gets ``rate_limited``.
+        """
+        self._check_not_running(f"signal {_named(target, name)!r}")
+        return self.signals.add(target, name, limit=limit)
+
+    def add_channel(
+        self, channel: Channel | type[Channel] | str, **options: Unpack[ChannelOptions]
+    ) -> Channel:
+        """Register a channel given as a name (or a pattern such as ``"room:{id}"``) with
+        its options, or a :class:`Channel` class/instance (see :class:`Channel`).
 
         While serving, create channels with ``sv.channels.create(name)`` instead.
         """
         self._check_not_running(f"channel {_named(channel)!r}")
-        return self.channels.add(channel)
+        return self.channels.add(channel, **options)
+
+    def add_presence(self, func: Callable[..., Any]) -> Handler:
+        """Register the function that describes a connection to the other members of a
+        presence channel (its ``info``; never a credential)."""
+        self._check_not_running("presence function")
+        handler = inspect_handler(func, "presence", payload=False)
+        if handler.is_async:
+            raise RegistrationError(
+                "presence: the presence function must not be async (it runs as a "
+                "connection subscribes); look what it needs up in a header or on_connect"
+            )
+        self.channels.describe = lambda ws: handler.call({}, ws, self, self.db)
+        return handler
 
     def add_header(self, target: Any, name: str | None = None) -> Handler:
         """Register a handshake check (a function or :class:`Header` class) under ``name``."""
@@ -257,13 +284,18 @@ class Server:
     @overload
     def signal(self, target: F, /) -> F: ...
     @overload
-    def signal(self, name: str | None = None, /) -> Callable[[F], F]: ...
-    def signal(self, target: Any = None, /) -> Any:
+    def signal(
+        self, name: str | None = None, /, *, limit: str | RateLimit | None = None
+    ) -> Callable[[F], F]: ...
+    def signal(self, target: Any = None, /, *, limit: str | RateLimit | None = None) -> Any:
         """Register a signal: ``@app.signal``, named for the function, or ``@app.signal("Name")``.
 
-        Returns the function unchanged.
+        ``@app.signal(limit="5/s")`` limits how often one connection may call it. Returns
+        the function unchanged.
         """
-        return self._decorator(self.add_signal, target)
+        if limit is None:
+            return self._decorator(self.add_signal, target)
+        return self._decorator(partial(self.add_signal, limit=limit), target)
 
     @overload
     def header(self, target: F, /) -> F: ...
@@ -274,13 +306,33 @@ class Server:
         return self._decorator(self.add_header, target)
 
     @overload
-    def channel(self, target: str, /) -> Channel: ...
+    def channel(self, target: str, /, **options: Unpack[ChannelOptions]) -> Channel: ...
     @overload
     def channel(self, target: C, /) -> C: ...
-    def channel(self, target: Any, /) -> Any:
-        """Create a channel by name (``app.channel("Public")``) or register a Channel class."""
-        channel = self.add_channel(target)
+    def channel(self, target: Any, /, **options: Any) -> Any:
+        """Create a channel by name (``app.channel("Public", history=History(50))``) or
+        register a Channel class.
+
+        The channel returned is also a decorator for its authorization function, which
+        lets clients ``$subscribe``::
+
+            @app.channel("room:{id}", presence=True)
+            def room(ws, id: str) -> bool:
+                return ws.auth is not None
+        """
+        channel = self.add_channel(target, **options)
         return channel if isinstance(target, str) else target
+
+    def presence(self, func: F) -> F:
+        """Register the presence function: ``info`` of a connection in ``$join``, ``$leave``
+        and ``$presence``::
+
+            @app.presence
+            def info(ws):
+                return {"name": ws.auth.name}
+        """
+        self.add_presence(func)
+        return func
 
     def model(self, model: C) -> C:
         """Register a model class: ``@app.model``."""
@@ -322,10 +374,35 @@ class Server:
 
     # at run time
 
-    def broadcast(self, payload: Any, channels: Iterable[str] | str) -> None:
-        """Send ``payload`` to the subscribers of ``channels`` (unknown names are logged)."""
+    def broadcast(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
+        """Send ``payload`` to the subscribers of ``channels`` (unknown names are logged).
+
+        ``key`` names what it is about: a subscriber lagging on a ``conflate`` channel gets
+        only the latest broadcast per key.
+        """
         names = [channels] if isinstance(channels, str) else list(channels)
-        self.channels.publish(names, encode(payload))
+        self.channels.publish(names, encode(payload), key)
+
+    def broadcast_threadsafe(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
+        """:meth:`broadcast` from another thread (a worker, a hardware poller).
+
+        The payload is encoded in the calling thread; the broadcast is handed to the
+        server's event loop and goes out in call order. Raises :class:`LexiconsError`
+        when the server is not running.
+        """
+        running = self.running
+        if running is None:
+            raise LexiconsError("broadcast_threadsafe: the server is not running")
+        names = [channels] if isinstance(channels, str) else list(channels)
+        data = encode(payload)
+        try:
+            running.loop.call_soon_threadsafe(self.channels.publish, names, data, key)
+        except RuntimeError:  # the loop closed since the check
+            raise LexiconsError("broadcast_threadsafe: the server has stopped") from None
 
     @property
     def tasks(self) -> list[TaskInfo]:

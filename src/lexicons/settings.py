@@ -19,6 +19,7 @@ from ssl import SSLContext
 from typing import Any
 
 from .errors import ConfigurationError
+from .ratelimit import RateLimit
 
 __all__ = ["ENVIRONMENT", "LOG_FORMATS", "LOG_LEVELS", "Settings"]
 
@@ -85,6 +86,18 @@ class Settings:
     log_config: str | None = None
     #: Serve Prometheus metrics at ``GET /metrics`` on the same port (``lexicons[metrics]``).
     metrics: bool = False
+    # Channels and connection limits.
+    #: Most connections one client address may hold open (``None``: no limit); over it
+    #: the handshake is answered 429.
+    max_connections_per_address: int | None = None
+    #: How fast one client address may open connections (``"30/min"``; ``None``: no limit).
+    connection_rate: str | None = None
+    #: Seconds between a process's heartbeats on the Redis broker: a process that died
+    #: stops counting, and its presence members are gone, within 4 heartbeats.
+    broker_heartbeat: float = 5.0
+    #: Bytes of broadcasts that may wait for Redis (it is slow, frozen or reconnecting);
+    #: past it a broadcast is not sent to Redis, and that is counted and logged.
+    broker_queue: int = 64 * 2**20
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied, checked."""
@@ -114,6 +127,7 @@ class Settings:
             raise ConfigurationError(
                 f"broker_namespace: {self.broker_namespace!r} must be non-empty, without spaces"
             )
+        self._check_channel_limits()
         if self.static is not None and not Path(self.static).is_dir():
             raise ConfigurationError(f"static: {self.static!r} is not a directory")
         if self.reload and self.workers > 1:
@@ -140,6 +154,22 @@ class Settings:
     def stop_within(self) -> float:
         """Seconds a clean shutdown may take before a supervisor may kill the process."""
         return self.shutdown_timeout + self.task_grace + self.close_timeout
+
+    def _check_channel_limits(self) -> None:
+        most = self.max_connections_per_address
+        if most is not None and (not isinstance(most, int) or most < 1):
+            raise ConfigurationError(
+                "max_connections_per_address: must be a whole number >= 1, or None"
+            )
+        if self.connection_rate is not None:
+            try:
+                RateLimit.parse(self.connection_rate)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"connection_rate: {exc}") from None
+        if not self.broker_heartbeat > 0:
+            raise ConfigurationError("broker_heartbeat: must be a positive number of seconds")
+        if not isinstance(self.broker_queue, int) or self.broker_queue < 1:
+            raise ConfigurationError("broker_queue: must be a positive number of bytes")
 
     def _check_tls(self) -> None:
         """``wss`` needs a certificate; a certificate without ``wss`` is a mistake too."""
@@ -232,6 +262,14 @@ def parse_str(text: str, where: str) -> str:
     return text
 
 
+def parse_float(text: str, where: str) -> float:
+    """Parse a number (of seconds)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(f"{where} is not a number") from None
+
+
 #: Environment variables and the setting each one overrides.
 ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_HOST": ("host", parse_str),
@@ -257,4 +295,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_LOG_FORMAT": ("log_format", parse_str),
     "LEXICONS_LOG_CONFIG": ("log_config", parse_str),
     "LEXICONS_METRICS": ("metrics", parse_bool),
+    "LEXICONS_MAX_CONNECTIONS_PER_ADDRESS": ("max_connections_per_address", parse_int),
+    "LEXICONS_CONNECTION_RATE": ("connection_rate", parse_str),
+    "LEXICONS_BROKER_HEARTBEAT": ("broker_heartbeat", parse_float),
+    "LEXICONS_BROKER_QUEUE": ("broker_queue", parse_int),
 }

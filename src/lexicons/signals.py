@@ -20,8 +20,9 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .errors import RegistrationError
+from .errors import ConfigurationError, RegistrationError
 from .handlers import Handler, inspect_handler, resolve_component
+from .ratelimit import RateLimit
 
 __all__ = ["Response", "Signal", "SignalRegistry"]
 
@@ -30,14 +31,19 @@ class Response:
     """A signal result broadcast to channels instead of replied to the sender.
 
     ``Response({"text": "hi"}, ["Public"])`` returned from signal ``shout`` sends
-    ``{"shout": {"text": "hi"}}`` to every subscriber of ``Public``.
+    ``{"shout": {"text": "hi"}}`` to every subscriber of ``Public``. ``key`` names what
+    the broadcast is about (a player, a vehicle): a subscriber lagging on a ``conflate``
+    channel gets only the latest broadcast per key.
     """
 
-    __slots__ = ("payload", "channels")
+    __slots__ = ("payload", "channels", "key")
 
-    def __init__(self, payload: Any, channels: Iterable[str] | str) -> None:
+    def __init__(
+        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
+    ) -> None:
         self.payload = payload
         self.channels = [channels] if isinstance(channels, str) else list(channels)
+        self.key = key
 
     def __repr__(self) -> str:
         return f"Response({self.payload!r}, {self.channels!r})"
@@ -76,12 +82,24 @@ class SignalRegistry(Mapping[str, Handler]):
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        #: Rate limits per connection, by signal name.
+        self.limits: dict[str, RateLimit] = {}
 
     def add(
-        self, target: Callable[..., Any] | type[Signal] | Signal, name: str | None = None
+        self,
+        target: Callable[..., Any] | type[Signal] | Signal,
+        name: str | None = None,
+        *,
+        limit: str | RateLimit | None = None,
     ) -> Handler:
-        """Register a function, a :class:`Signal` subclass or a Signal instance."""
+        """Register a function, a :class:`Signal` subclass or a Signal instance; ``limit``
+        (``"5/s"``, a :class:`~lexicons.ratelimit.RateLimit`) bounds each connection's use."""
         name, func = resolve_component(target, Signal, "signal", name)
+        if name.startswith("$"):
+            raise RegistrationError(
+                f"signal {name!r}: names beginning with '$' are reserved for lexicons' own "
+                "messages ($subscribe, $presence...)"
+            )
         if isinstance(getattr(func, "__self__", None), Signal):
             func = _broadcasting_tuples(func)
         if name in self._handlers:
@@ -91,6 +109,11 @@ class SignalRegistry(Mapping[str, Handler]):
                 f"cannot register {_describe(func)} under the same name"
             )
         handler = inspect_handler(func, name)
+        if limit is not None:
+            try:
+                self.limits[name] = RateLimit.parse(limit)
+            except ConfigurationError as exc:
+                raise RegistrationError(f"signal {name!r}: {exc}") from None
         self._handlers[name] = handler
         return handler
 

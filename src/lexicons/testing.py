@@ -207,7 +207,9 @@ class Peer:
     """One connected test client: send signals, receive messages, assert silence.
 
     Messages read while looking for something else (a reply to :meth:`call`, a signal
-    given to :meth:`expect`) are kept, in order, for :meth:`receive`.
+    given to :meth:`expect`) are kept, in order, for :meth:`receive`. ``positions`` holds,
+    per channel subscribed with :meth:`subscribe`, the epoch of its answer and the offset
+    of the last frame read from it, so :meth:`resume` on a new peer recovers from there.
     """
 
     __test__ = False
@@ -216,6 +218,8 @@ class Peer:
         self.ws = ws
         self._backlog: deque[Any] = deque()
         self._refs = itertools.count(1)
+        #: ``[epoch, offset]`` by channel: where this client is in each channel's history.
+        self.positions: dict[str, list[Any]] = {}
 
     @property
     def subprotocol(self) -> str | None:
@@ -258,6 +262,37 @@ class Peer:
         message = await self._first(lambda m: isinstance(m, dict) and m.get("ref") == ref, timeout)
         raise_for_errors(message)
         return message[signal]
+
+    async def subscribe(self, channel: str, since: tuple[str, int] | None = None) -> Any:
+        """``$subscribe`` to ``channel`` (after ``since``, an ``(epoch, offset)``); the answer.
+
+        Refusals raise :class:`~lexicons.errors.SignalError` (``forbidden``...).
+        """
+        payload: dict[str, Any] = {"channel": channel}
+        if since is not None:
+            payload["since"] = {"epoch": since[0], "offset": since[1]}
+        answer = await self.call("$subscribe", **payload)
+        self.positions[channel] = [answer["epoch"], answer["offset"]]
+        return answer
+
+    async def unsubscribe(self, channel: str) -> Any:
+        """``$unsubscribe`` from ``channel``."""
+        self.positions.pop(channel, None)
+        return await self.call("$unsubscribe", channel=channel)
+
+    async def presence(self, channel: str) -> list[Any]:
+        """The members of ``channel`` (``{"pk", "info"}`` each), by ``$presence``."""
+        return list((await self.call("$presence", channel=channel))["members"])
+
+    async def resume(self, earlier: Peer) -> dict[str, Any]:
+        """Subscribe to the channels ``earlier`` was in, from where it stopped reading.
+
+        Returns the answers by channel (``recovered`` says whether nothing was lost).
+        """
+        return {
+            channel: await self.subscribe(channel, (epoch, offset))
+            for channel, (epoch, offset) in earlier.positions.items()
+        }
 
     async def assert_nothing_received(self) -> None:
         """Fail if any message is waiting.
@@ -306,7 +341,12 @@ class Peer:
             data = await asyncio.wait_for(self.ws.recv(), timeout)
         except TimeoutError:
             raise AssertionError(f"no message within {timeout:g} s") from None
-        return json.loads(data)
+        message = json.loads(data)
+        if isinstance(message, dict) and type(message.get("offset")) is int:
+            position = self.positions.get(message.get("channel"))  # type: ignore[arg-type]
+            if position is not None:
+                position[1] = message["offset"]
+        return message
 
 
 class BlockingClient:
@@ -391,6 +431,22 @@ class BlockingPeer:
 
     def call(self, signal: str, timeout: float = TIMEOUT, **payload: Any) -> Any:
         return self._run(self.peer.call(signal, timeout, **payload))
+
+    def subscribe(self, channel: str, since: tuple[str, int] | None = None) -> Any:
+        return self._run(self.peer.subscribe(channel, since))
+
+    def unsubscribe(self, channel: str) -> Any:
+        return self._run(self.peer.unsubscribe(channel))
+
+    def presence(self, channel: str) -> list[Any]:
+        return self._run(self.peer.presence(channel))
+
+    def resume(self, earlier: BlockingPeer) -> dict[str, Any]:
+        return self._run(self.peer.resume(earlier.peer))
+
+    @property
+    def positions(self) -> dict[str, list[Any]]:
+        return self.peer.positions
 
     def assert_nothing_received(self) -> None:
         self._run(self.peer.assert_nothing_received())

@@ -3,18 +3,32 @@
 ``whoami`` and ``join`` answer with the process id, so a test can tell which process (or
 worker) a connection landed on; ``on_shutdown`` prints the pid on stdout. Tests that run
 several servers in one process build their own copies with :func:`make_app`.
+
+``Hist`` keeps history; clients may join ``room:<id>`` channels (history and presence,
+``info`` being the name a client gives with ``name``).
 """
 
 import os
 import sys
 
-from lexicons import Response, Server
+from lexicons import History, Response, Server
 
 
 def make_app(**settings) -> Server:
     app = Server(debug=False, **settings)
     app.channel("Public")
     app.channel("Other")
+    app.channel("Hist", history=History(100_000))
+    app.channel("room:{id}", history=History(1000, age=600), presence=True, join=True)
+
+    @app.presence
+    def info(ws) -> str:
+        return ws.state.get("name", "?")
+
+    @app.signal
+    def name(ws, name: str) -> int:
+        ws.state["name"] = name
+        return os.getpid()
 
     @app.signal
     def whoami() -> int:

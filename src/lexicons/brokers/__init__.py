@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .base import Broker, Deliver, LocalBroker
+from .base import Broker, BrokerUnavailable, LocalBroker, Target
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["Broker", "Deliver", "LocalBroker", "make_broker"]
+__all__ = ["Broker", "BrokerUnavailable", "LocalBroker", "Target", "make_broker"]
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -25,7 +25,12 @@ def make_broker(settings: Settings) -> Broker:
     from .redis import RedisBroker, redacted
 
     if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
-        return RedisBroker(url, namespace=settings.broker_namespace)
+        return RedisBroker(
+            url,
+            namespace=settings.broker_namespace,
+            heartbeat=settings.broker_heartbeat,
+            max_queue=settings.broker_queue,
+        )
     raise ConfigurationError(
         f"broker: {redacted(url)!r} is not a broker URL; use redis://host:port/db, "
         "rediss://... or unix:///path/to/redis.sock, or leave it unset for the "

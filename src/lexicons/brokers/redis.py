@@ -5,19 +5,32 @@
     app = Server(broker="redis://127.0.0.1:6379/0")   # or LEXICONS_BROKER, or --broker
 
 Each process holds two connections. The *writer* sends, in order, everything this
-process tells Redis: broadcasts (``PUBLISH``), its subscriber counts and a heartbeat. The
+process tells Redis: broadcasts, its subscriber counts, presence and a heartbeat. The
 *reader* is subscribed to exactly the channels that have local subscribers here, and
 hands what arrives to the local subscribers as the bytes the publisher encoded.
 
-A broadcast is delivered to the publisher's own subscribers at once, then queued for the
-writer; the copy Redis sends back to the publisher's process is recognised by the
-process id in its envelope and skipped, so nobody receives a broadcast twice. When Redis
-is unreachable the server keeps serving: broadcasts reach local subscribers only (they
-are counted in :attr:`RedisBroker.undelivered`), and the broker reconnects with backoff
-and subscribes again to every channel that has local subscribers.
+**Channels without history.** A broadcast is delivered to the publisher's own
+subscribers at once, then queued for the writer; the copy Redis sends back to the
+publisher's process is recognised by the process id in its envelope and skipped. Each
+publisher numbers its broadcasts per channel, so a process that missed some (its
+connection dropped) counts them in :attr:`RedisBroker.lost` and logs it. When Redis is
+unreachable, broadcasts reach local subscribers only (counted in ``undelivered``).
 
-Redis channel and key names start with the namespace (``broker_namespace``, default
-``lexicons``), because pub/sub channels are shared by every database of a Redis server.
+**History channels.** A Lua script numbers each publication, appends it to the channel's
+stream and publishes it, atomically; every process, the publisher's too, delivers it from
+pub/sub in offset order (:mod:`~lexicons.brokers.lines`). A process that sees a gap, or
+whose connection comes back, fetches what it missed from the stream before going on;
+what the stream no longer holds is counted in ``lost`` and its subscribers get
+``$lagged``. A publication waits for Redis while it is unreachable, and is sent once
+(resent publications are recognised by the script).
+
+**Presence** is a hash per channel in Redis; the members of a process that died are
+removed, and announced as leaving, within 4 heartbeats.
+
+Everything waiting for Redis is bounded in bytes (``max_queue``): past it a broadcast is
+not sent, and that is counted and logged. Redis key names start with the namespace
+(``broker_namespace``, default ``lexicons``), because pub/sub channels are shared by
+every database of a Redis server; :mod:`~lexicons.brokers.scripts` lists them.
 """
 
 from __future__ import annotations
@@ -25,57 +38,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-import struct
-from collections import deque
 from collections.abc import Sequence
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from ..errors import ConfigurationError, LexiconsError
+from . import scripts
 from .base import Broker
+from .envelope import KIND, NUMBERED, ORIGIN, PLAIN, pack, unpack
+from .lines import Line, Publication
+from .redis_link import Command, Item, RedisLink, redacted
+from .scripts import milliseconds as _ms
 
-__all__ = ["RedisBroker", "pack", "redacted", "unpack"]
+if TYPE_CHECKING:
+    from ..history import History
+
+__all__ = ["RedisBroker", "redacted"]
 
 logger = logging.getLogger("lexicons.broker")
 
-#: Envelope header: format version, publisher's process id, its sequence number, and the
-#: length of the channel list (JSON) that follows; the payload comes after, untouched.
-_HEADER = struct.Struct("!B8sQI")
-#: Where the origin sits in an envelope: checked before anything else is decoded.
-_ORIGIN = slice(1, 9)
-_VERSION = 1
-_encode_names = msgspec.json.Encoder().encode
-_decode_names = msgspec.json.Decoder(list[str]).decode
-
-#: Most commands the writer sends in one round trip.
-_BATCH = 1024
-#: Reconnection backoff: first delay, cap (seconds).
-_BACKOFF = (0.05, 5.0)
-
-#: A command for the writer: a PUBLISH already in Redis's wire format, or arguments.
-Command = bytes | tuple[Any, ...]
-
-
-def pack(origin: bytes, seq: int, channels: Sequence[str], data: bytes) -> bytes:
-    """Wrap an encoded broadcast for Redis: ``header + channel list + payload``."""
-    names = _encode_names(channels)
-    return b"".join((_HEADER.pack(_VERSION, origin, seq, len(names)), names, data))
-
-
-def unpack(message: bytes) -> tuple[bytes, int, list[str], bytes]:
-    """``(origin, seq, channels, payload)`` of an envelope; ValueError if it is not one."""
-    try:
-        version, origin, seq, size = _HEADER.unpack_from(message)
-        if version != _VERSION:
-            raise ValueError(f"envelope version {version}")
-        end = _HEADER.size + size
-        channels = _decode_names(message[_HEADER.size : end])
-    except (struct.error, msgspec.DecodeError) as exc:
-        raise ValueError(str(exc)) from None
-    return origin, seq, channels, message[end:]
+#: Publishers remembered per channel, to count what a process missed of each.
+_PUBLISHERS = 64
+#: Bytes a queued command costs besides its payload (its envelope and our bookkeeping).
+_OVERHEAD = 256
 
 
 def _publish_command(key: bytes, envelope: bytes) -> bytes:
@@ -84,69 +67,18 @@ def _publish_command(key: bytes, envelope: bytes) -> bytes:
     return b"".join((head, envelope, b"\r\n"))
 
 
-def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def _connection_factory(url: str, timeout: float) -> Any:
-    """A function making unconnected redis-py connections to ``url``; checks the URL now."""
-    try:
-        from redis.asyncio.connection import ConnectionPool, parse_url
-    except ImportError:
-        raise ConfigurationError(
-            f"broker: {redacted(url)!r} needs the Redis client; install it with "
-            "pip install 'lexicons[redis]'"
-        ) from None
-    try:
-        options: dict[str, Any] = dict(parse_url(url))
-    except ValueError as exc:
-        raise ConfigurationError(f"broker: {redacted(url)!r} is not a Redis URL: {exc}") from None
-    options.setdefault("socket_connect_timeout", timeout)
-    # Envelopes are bytes and replies are read in RESP2 shape. Reads never time out by
-    # themselves: the reader waits for messages, and the heartbeat watches the writer.
-    options.update(protocol=2, decode_responses=False, socket_timeout=None)
-    return ConnectionPool(**options).make_connection
-
-
-class _Session:
-    """The two connections of one period during which Redis answered."""
-
-    def __init__(self, reader: Any, writer: Any) -> None:
-        self.reader = reader
-        self.writer = writer
-        #: Redis channels the reader is subscribed to (or has asked for).
-        self.upstream: set[str] = set()
-        self.writing: asyncio.Task[None] | None = None
-        #: Why the heartbeat gave up on this session, if it did.
-        self.failure: BaseException | None = None
-
-    async def close(self) -> None:
-        for conn in (self.reader, self.writer):
-            try:
-                await conn.disconnect()
-            except Exception:  # pragma: no cover - closing a broken socket
-                pass
-
-
 class RedisBroker(Broker):
-    """Shares channels through Redis pub/sub; see the module docstring.
+    """Shares channels, history and presence through Redis; see the module docstring.
 
     ``timeout`` bounds connecting and waiting for Redis's replies; ``heartbeat`` is how
-    often the process proves it is alive (its subscriber counts are ignored three
-    heartbeats after it dies) and checks that Redis still answers; ``max_pending``
-    bounds the broadcasts waiting for the writer, beyond which they stay local.
+    often the process proves it is alive (its subscriber counts and presence members
+    are ignored three heartbeats after it dies) and checks that Redis still answers;
+    ``max_queue`` bounds, in bytes, what waits for Redis.
 
     >>> broker = RedisBroker("redis://127.0.0.1:6379/0", namespace="chat")
     """
+
+    shared = True
 
     def __init__(
         self,
@@ -155,21 +87,19 @@ class RedisBroker(Broker):
         *,
         timeout: float = 5.0,
         heartbeat: float = 5.0,
-        max_pending: int = 100_000,
+        max_queue: int = 64 * 2**20,
     ) -> None:
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
         self.heartbeat = heartbeat
-        self.max_pending = max_pending
-        self._connect = _connection_factory(url, timeout)
-        from redis.exceptions import RedisError, ResponseError
-
-        #: What a lost or broken connection raises; what Redis answers to a bad command.
-        self._failures: tuple[type[BaseException], ...] = (RedisError, OSError)
-        self._refused: type[BaseException] = ResponseError
+        self.max_queue = max_queue
         #: This process's id in envelopes and in the subscriber-count hashes.
         self.origin = os.urandom(8)
+        #: The name of this process's connections in Redis (``CLIENT LIST``).
+        self.client_name = f"lexicons:{namespace}:{self.origin.hex()}"
+        self._link = RedisLink(url, self.client_name, self, timeout=timeout, heartbeat=heartbeat)
+        self._unavailable = self._link.unavailable
         self._pid = self.origin.hex().encode()
         self._prefix = f"{namespace}:"
         self._seq = 0
@@ -178,104 +108,128 @@ class RedisBroker(Broker):
         self._counts: dict[str, int] = {}
         self._dirty_counts: set[str] = set()
         self._written_counts: set[str] = set()
-        self._resubscribe = False
-        self._beat_due = False
-        self._pending: deque[tuple[Command, asyncio.Future[Any] | None]] = deque()
-        #: Redis channel names by channel, encoded once.
+        #: Redis channel names by channel, encoded once, and this process's sequence
+        #: numbers of its broadcasts per channel.
         self._keys: dict[str, bytes] = {}
+        self._channel_seqs: dict[str, int] = {}
+        #: The last sequence number received per origin (a broadcast to several channels
+        #: arrives once per channel), and per channel and origin (to count what was missed).
         self._last_seq: dict[bytes, int] = {}
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._session: _Session | None = None
-        self._beat: asyncio.TimerHandle | None = None
-        self._last_heard = 0.0
-        self._waiting_since = 0.0
-        self._online = False
-        self._sessions = 0
-        self._closing = False
-        self._warned_undelivered = False
-        self._warned_foreign = False
+        self._heard: dict[str, dict[bytes, int]] = {}
+        #: The history channels this process follows, and their fills under way.
+        self._lines: dict[str, Line] = {}
+        #: The start of the command publishing to each history channel, encoded once.
+        self._heads: dict[str, tuple[History, bytes]] = {}
+        self._histories: dict[str, History] = {}
+        self._fills: dict[str, asyncio.Task[None]] = {}
+        #: Presence members of this process, per channel.
+        self._present: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._warned: set[str] = set()
         self._outage_undelivered = 0
         #: Broadcasts sent to Redis, and received from other processes.
         self.published = 0
         self.received = 0
-        #: Broadcasts that reached this process's subscribers only (Redis was unreachable).
+        #: Broadcasts that reached this process's subscribers only (Redis was unreachable,
+        #: or ``max_queue`` bytes were already waiting).
         self.undelivered = 0
+        #: Publications to history channels not sent: ``max_queue`` bytes were waiting.
+        self.dropped = 0
+        #: Broadcasts other processes made that this process did not receive: on channels
+        #: without history, and on history channels beyond what history still held.
+        self.lost = 0
+        #: Publications of history channels fetched back from history after a gap.
+        self.recovered = 0
 
     @property
     def online(self) -> bool:
         """Whether Redis answers now (broadcasts reach other processes)."""
-        return self._online
+        return self._link.online
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for Redis (sent and unanswered included)."""
+        return self._link.queued
 
     # the Broker interface
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        try:
-            session = await self._open()
-        except self._failures as exc:
-            raise ConfigurationError(
-                f"broker: cannot use Redis at {redacted(self.url)!r}: {exc}"
-            ) from None
-        self._online = True
-        self._task = loop.create_task(self._run(session), name="lexicons redis broker")
-        self._beat = loop.call_later(self.heartbeat, self._on_beat)
+        await self._link.start()
 
     async def stop(self) -> None:
         """Send what is queued, withdraw this process's counts, then disconnect."""
-        self._closing = True
-        if self._beat is not None:
-            self._beat.cancel()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._wake_writer()
-        done: Any = ()
-        if self._online:  # flush what is queued; Redis is not waited for when it is down
-            done, _ = await asyncio.wait([task], timeout=self.timeout)
-        if not done:
-            task.cancel()
-            await asyncio.wait([task])
-        self._online = False
+        for work in list(self._tasks):
+            work.cancel()
+        await self._link.stop()
 
-    def publish(self, channels: Sequence[str], data: bytes) -> None:
-        self.deliver(channels, data)
-        if not self._online or len(self._pending) >= self.max_pending:
+    def publish(self, channels: Sequence[str], data: bytes, key: str | None = None) -> None:
+        self.target.deliver(channels, data, key)
+        size = (len(data) + _OVERHEAD) * len(channels)
+        if not self._link.online or self._link.queued + size > self.max_queue:
             self._not_sent(channels)
             return
         self._seq += 1
-        envelope = pack(self.origin, self._seq, channels, data)
-        keys = self._keys
+        seqs = self._channel_seqs
+        numbers = []
         for name in channels:
-            key = keys.get(name)
-            if key is None:
-                if len(keys) > 10_000:  # run-time channels come and go
-                    keys.clear()
-                key = keys[name] = (self._prefix + name).encode()
-            self._pending.append((_publish_command(key, envelope), None))
+            numbers.append(seqs.get(name, 0) + 1)
+            seqs[name] = numbers[-1]
+        envelope = pack(self.origin, self._seq, channels, numbers, key, data)
+        size = len(envelope)
+        for name in channels:
+            self._link.queue((_publish_command(self._key(name), envelope), None, size, False))
         self.published += 1
-        self._wake_writer()
+        self._link.wake()
+
+    def publish_at(self, channel: str, data: bytes, key: str | None, history: History) -> None:
+        size = len(data) + _OVERHEAD
+        if self._link.queued + size > self.max_queue:
+            self.dropped += 1
+            self._warn(
+                "dropped",
+                "a publication to history channel %r was dropped: %d bytes already wait "
+                "for Redis (later ones are counted in broker.dropped)",
+                channel,
+                self._link.queued,
+            )
+            return
+        self._seq += 1
+        head = self._heads.get(channel)
+        if head is None or head[0] is not history:
+            if len(self._heads) > 10_000:  # run-time channels come and go
+                self._heads.clear()
+            ttl = self._history_ttl(history)
+            args = scripts.publish_at_head(self._prefix, channel, history, ttl, self.origin)
+            head = self._heads[channel] = (history, b"*16\r\n" + scripts.resp(args))
+        tail = scripts.publish_at_tail(self.origin, self._seq, channel, key, data)
+        self._link.queue((head[1] + scripts.resp(tail), None, size, True))
+        self.published += 1
+        self._link.wake()
 
     def subscribe(self, channel: str) -> None:
         self._wanted.add(channel)
-        self._resubscribe = True
-        self._wake_writer()
+        self._link.want(self._prefix + name for name in self._wanted)
 
     def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)
-        self._resubscribe = True
-        self._wake_writer()
+        self._heard.pop(channel, None)
+        self._lines.pop(channel, None)
+        self._histories.pop(channel, None)
+        self._heads.pop(channel, None)
+        fill = self._fills.pop(channel, None)
+        if fill is not None:
+            fill.cancel()
+        self._link.want(self._prefix + name for name in self._wanted)
 
     def recount(self, channel: str, local: int) -> None:
         self._counts[channel] = local
         self._dirty_counts.add(channel)
-        self._wake_writer()
+        self._link.wake()
 
     async def count(self, channel: str, local: int) -> int:
         """``local`` plus the counts other live processes recorded in Redis."""
         key = self._count_key(channel)
-        entries = await self._request(b"HGETALL", key)
+        entries = await self._link.request(b"HGETALL", key)
         others = [
             (entries[i], int(entries[i + 1]))
             for i in range(0, len(entries), 2)
@@ -283,23 +237,175 @@ class RedisBroker(Broker):
         ]
         if not others:
             return local
-        # A process that died without withdrawing its counts stops renewing its key.
-        alive = await asyncio.gather(
-            *(self._request(b"EXISTS", self._process_key(pid)) for pid, _ in others)
-        )
-        total = local
-        dead = []
-        for (pid, number), live in zip(others, alive, strict=True):
-            if live:
-                total += number
-            else:
-                dead.append(pid)
+        alive = await self._alive({pid for pid, _ in others})
+        dead = [pid for pid, _ in others if pid not in alive]
         if dead:
-            self._pending.append(((b"HDEL", key, *dead), None))
-            self._wake_writer()
-        return total
+            self._link.queue(((b"HDEL", key, *dead), None, _OVERHEAD, False))
+            self._link.wake()
+        return local + sum(number for pid, number in others if pid in alive)
+
+    # history
+
+    def attached(self, channel: str) -> bool:
+        line = self._lines.get(channel)
+        return line is not None and line.started
+
+    async def read(
+        self, channel: str, since: tuple[str, int] | None, history: History
+    ) -> tuple[str, int, list[tuple[int, bytes]] | None]:
+        self._histories[channel] = history
+        line = self._lines.get(channel)
+        if line is None:
+            line = self._lines[channel] = Line(self.max_queue)
+        await self._link.confirmed(self._prefix + channel)
+        epoch, offset, entries = await self._read(channel, since, history)
+        if not line.started and self._lines.get(channel) is line:
+            self.target.restart(channel, epoch, offset)
+            self._follow(channel, line, *line.start(epoch, offset))
+        if since is None or entries is None:
+            return epoch, offset, None
+        return epoch, offset, [(since[1] + 1 + i, data) for i, (data, _) in enumerate(entries)]
+
+    async def _read(
+        self, channel: str, since: tuple[str, int] | None, history: History
+    ) -> tuple[str, int, list[tuple[bytes, str | None]] | None]:
+        ttl = self._history_ttl(history)
+        reply = await self._link.request(*scripts.read(self._prefix, channel, history, ttl, since))
+        epoch, offset, recovered, *flat = reply
+        entries = None
+        if recovered:
+            entries = [(flat[i], flat[i + 1].decode() or None) for i in range(0, len(flat), 2)]
+        return epoch.decode(), int(offset), entries
+
+    def _history_ttl(self, history: History) -> float:
+        """How long a history channel's position outlives its last publication: its age,
+        or while a process follows it (renewed every heartbeat)."""
+        return max(history.age, 3 * self.heartbeat)
+
+    def _follow(self, channel: str, line: Line, deliver: list[Publication], fill: bool) -> None:
+        """Deliver what a line released; start a fill when it found a gap."""
+        target = self.target
+        for publication in deliver:
+            try:
+                target.deliver_at(channel, *publication)
+            except Exception:
+                logger.exception("delivering a publication from Redis failed")
+        if fill and channel not in self._fills:
+            self._fills[channel] = self._spawn(self._fill(channel, line))
+
+    async def _fill(self, channel: str, line: Line) -> None:
+        """Fetch what a line missed from history, once Redis has the subscription."""
+        try:
+            await self._link.confirmed(self._prefix + channel)
+            history = self._histories[channel]
+            since = (line.epoch or "", line.offset)
+            epoch, offset, entries = await self._read(channel, since, history)
+        except self._unavailable:
+            return  # the next session fills it
+        finally:
+            if self._fills.get(channel) is asyncio.current_task():
+                del self._fills[channel]
+        if self._lines.get(channel) is not line:
+            return  # nobody follows it any more
+        if entries:
+            self.recovered += len(entries)
+        deliver, again, lost = line.filled(epoch, offset, entries)
+        if lost:
+            self.lost += lost
+            logger.warning(
+                "%d publications of history channel %r were lost before this process "
+                "received them (history no longer held them); its subscribers were told",
+                lost,
+                channel,
+            )
+            self.target.lagged(channel, lost)
+        self._follow(channel, line, deliver, again)
+
+    # presence
+
+    def present(self, channel: str, pk: str, info: bytes) -> None:
+        self._present[channel] = self._present.get(channel, 0) + 1
+        key = f"{self._prefix}presence:{channel}"
+        size = len(info) + _OVERHEAD
+        self._link.queue(((b"HSET", key, pk, self._pid + info), None, size, False))
+        self._link.queue(((b"PEXPIRE", key, _ms(3 * self.heartbeat)), None, _OVERHEAD, False))
+        self._link.wake()
+
+    def absent(self, channel: str, pk: str) -> None:
+        left = self._present.get(channel, 0) - 1
+        if left > 0:
+            self._present[channel] = left
+        else:
+            self._present.pop(channel, None)
+        key = f"{self._prefix}presence:{channel}"
+        self._link.queue(((b"HDEL", key, pk), None, _OVERHEAD, False))
+        self._link.wake()
+
+    async def members(self, channel: str) -> list[tuple[str, bytes]]:
+        """Members of live processes; those of dead ones are removed (and announced)."""
+        key = f"{self._prefix}presence:{channel}"
+        flat = await self._link.request(b"HGETALL", key)
+        entries = [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+        alive = await self._alive({value[:16] for _, value in entries} - {self._pid})
+        alive.add(self._pid)
+        members, dead = [], []
+        for pk, value in entries:
+            if value[:16] in alive:
+                members.append((pk, value[16:]))
+            else:
+                dead.append((pk, value[16:]))
+        if dead:
+            request = self._link.request
+            removed = await asyncio.gather(*(request(b"HDEL", key, pk) for pk, _ in dead))
+            for (pk, info), gone in zip(dead, removed, strict=True):
+                if gone:  # whoever removes it announces it, once
+                    self.target.departed(channel, pk, info)
+        return members
+
+    async def _alive(self, pids: set[bytes]) -> set[bytes]:
+        """Which of the processes ``pids`` renewed their heartbeat key recently."""
+        ordered = sorted(pids)
+        found = await asyncio.gather(
+            *(self._link.request(b"EXISTS", self._process_key(pid)) for pid in ordered)
+        )
+        return {pid for pid, live in zip(ordered, found, strict=True) if live}
+
+    def beat(self) -> list[Item]:
+        """Every heartbeat: prove this process alive, renew its presence and the positions
+        of the history channels it follows, and drop dead processes' members."""
+        alive = _ms(3 * self.heartbeat)
+        commands: list[Item] = [
+            ((b"SET", self._process_key(self._pid), b"1", b"PX", alive), None, 0, False)
+        ]
+        for channel in self._present:
+            key = f"{self._prefix}presence:{channel}"
+            commands.append(((b"PEXPIRE", key, alive), None, 0, False))
+            self._spawn(self._swept(channel))
+        for channel, line in self._lines.items():
+            history = self._histories.get(channel)
+            if line.started and history is not None:
+                meta = f"{self._prefix}history:{channel}"
+                ttl = _ms(self._history_ttl(history))
+                commands.append(((b"PEXPIRE", meta, ttl), None, 0, False))
+        return commands
+
+    async def _swept(self, channel: str) -> None:
+        try:
+            await self.members(channel)
+        except self._unavailable:
+            pass
 
     # keys
+
+    def _key(self, name: str) -> bytes:
+        keys = self._keys
+        key = keys.get(name)
+        if key is None:
+            if len(keys) > 10_000:  # run-time channels come and go
+                keys.clear()
+                self._channel_seqs.clear()
+            key = keys[name] = (self._prefix + name).encode()
+        return key
 
     def _count_key(self, channel: str) -> str:
         return f"{self._prefix}count:{channel}"
@@ -307,217 +413,136 @@ class RedisBroker(Broker):
     def _process_key(self, pid: bytes) -> str:
         return f"{self._prefix}process:{pid.decode()}"
 
-    # queueing (never blocks: the writer task does the I/O)
+    # queueing (never blocks: the link's writer does the I/O)
 
-    def _wake_writer(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
-    def _request(self, *command: Any) -> asyncio.Future[Any]:
-        if not self._online:
-            raise LexiconsError(
-                f"broker: Redis at {redacted(self.url)} is unreachable; "
-                "cluster-wide counts are unknown until it is back"
-            )
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((command, future))
-        self._wake_writer()
-        return future
+    def _spawn(self, work: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _not_sent(self, channels: Sequence[str]) -> None:
         self.undelivered += 1
         self._outage_undelivered += 1
-        if not self._warned_undelivered:
-            self._warned_undelivered = True
-            why = "Redis is unreachable" if not self._online else "too many are waiting"
-            logger.warning(
-                "broadcast to %s was delivered to this process's subscribers only: %s "
-                "(later ones are counted in broker.undelivered)",
-                list(channels),
-                why,
-            )
+        why = "Redis is unreachable" if not self._link.online else "too many bytes wait for Redis"
+        self._warn(
+            "undelivered",
+            "broadcast to %s was delivered to this process's subscribers only: %s "
+            "(later ones are counted in broker.undelivered)",
+            list(channels),
+            why,
+        )
 
-    def _on_beat(self) -> None:
-        """Every ``heartbeat``: renew this process's key, and give up on a silent Redis."""
-        loop = asyncio.get_running_loop()
-        self._beat = loop.call_later(self.heartbeat, self._on_beat)
-        session = self._session
-        if session is None or session.writing is None:
-            return
-        now = loop.time()
-        if self._waiting_since and now - self._waiting_since > self.timeout:
-            session.failure = ConnectionError(f"Redis did not answer within {self.timeout:g} s")
-        elif now - self._last_heard > 3 * self.heartbeat:
-            session.failure = ConnectionError("Redis stopped answering the subscriber connection")
-        if session.failure is not None:
-            session.writing.cancel()
-        else:
-            self._beat_due = True
-            self._wake_writer()
+    def _warn(self, what: str, message: str, *args: Any) -> None:
+        """Log a kind of loss once per period that Redis answered; the counters say more."""
+        if what not in self._warned:
+            self._warned.add(what)
+            logger.warning(message, *args)
 
-    # connecting
+    # what the link tells
 
-    async def _open(self) -> _Session:
-        reader, writer = self._connect(), self._connect()
-        try:
-            await asyncio.wait_for(reader.connect(), self.timeout)
-            await asyncio.wait_for(writer.connect(), self.timeout)
-            await writer.send_packed_command(writer.pack_command(b"PING"), check_health=False)
-            await asyncio.wait_for(writer.read_response(), self.timeout)
-        except BaseException:
-            await _Session(reader, writer).close()
-            raise
-        return _Session(reader, writer)
-
-    async def _run(self, session: _Session | None) -> None:
-        """Serve sessions one after the other until :meth:`stop`, reconnecting between."""
-        loop = asyncio.get_running_loop()
-        delay = _BACKOFF[0]
-        while True:
-            if session is not None:
-                started = loop.time()
-                try:
-                    await self._serve(session)
-                except Exception as exc:
-                    if not isinstance(exc, self._failures):
-                        logger.exception("the Redis broker failed; reconnecting")
-                    self._offline(exc)
-                finally:
-                    self._session = None
-                    await session.close()
-                if loop.time() - started > _BACKOFF[1]:
-                    delay = _BACKOFF[0]  # it worked for a while: retry quickly at first
-            if self._closing:
-                return
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, _BACKOFF[1])
-            try:
-                session = await self._open()
-            except self._failures as exc:
-                logger.debug("Redis at %s still unreachable: %s", redacted(self.url), exc)
-                session = None
-
-    async def _serve(self, session: _Session) -> None:
-        """Use one session until a connection fails (raises) or the broker closes."""
-        self._sessions += 1
-        self._session = session
-        self._online = True
-        self._resubscribe = True
-        self._beat_due = True
+    def connected(self, again: bool) -> None:
+        """A session started: counts and liveness are written again; after a loss, the
+        history channels followed are filled from history."""
         self._dirty_counts.update(self._counts)
-        self._last_heard = asyncio.get_running_loop().time()
-        self._waiting_since = 0.0
-        if self._sessions > 1:
+        for item in self.beat():
+            self._link.queue(item)
+        if again:
             logger.warning(
                 "reconnected to Redis at %s; subscribed again to %d channels; %d broadcasts "
-                "made during the outage were delivered locally only",
+                "made during the outage were delivered locally only; history channels are "
+                "filled from history, losses on the others are counted as they show",
                 redacted(self.url),
                 len(self._wanted),
                 self._outage_undelivered,
             )
+            for channel, line in self._lines.items():
+                if line.started:
+                    line.hold()
+                    self._follow(channel, line, [], True)
         self._outage_undelivered = 0
-        self._warned_undelivered = False
-        session.writing = asyncio.create_task(self._write(session))
-        tasks = {asyncio.create_task(self._read(session.reader)), session.writing}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-        for task in done:
-            if task.cancelled():  # the heartbeat gave up on Redis
-                raise session.failure or ConnectionError("the writer was cancelled")
-            error = task.exception()
-            if error is not None:
-                raise error
+        self._warned.clear()
 
-    def _offline(self, exc: BaseException) -> None:
-        """Log the loss once; fail what was waiting for the writer."""
-        was_online, self._online = self._online, False
-        if was_online and not self._closing:
-            logger.warning(
-                "lost the connection to Redis at %s (%s); serving this process's "
-                "subscribers only until it is back",
-                redacted(self.url),
-                str(exc) or type(exc).__name__,
-            )
-        failed = [self._pending.popleft() for _ in range(len(self._pending))]
-        self._fail(failed, exc)
+    def first(self) -> list[Item]:
+        dirty = self._dirty_counts
+        commands: list[Item] = [(self._count_command(c), None, 0, False) for c in dirty]
+        self._dirty_counts.clear()
+        return commands
 
-    def _fail(self, items: list[tuple[Command, asyncio.Future[Any] | None]], exc: object) -> None:
-        """Commands that may not have reached Redis: fail requests, count broadcasts."""
-        for command, future in items:
-            if future is not None:
-                if not future.done():
-                    future.set_exception(LexiconsError(f"broker: lost Redis: {exc}"))
-            elif type(command) is bytes:
-                self.undelivered += 1
-                self._outage_undelivered += 1
+    def unsent(self, command: Command) -> None:
+        self.undelivered += 1
+        self._outage_undelivered += 1
 
-    # the two connections
+    def farewell(self) -> list[Item]:
+        """At a clean stop, remove this process's counts and liveness key from Redis."""
+        commands: list[Item] = [
+            ((b"HDEL", self._count_key(channel), self._pid), None, 0, False)
+            for channel in self._written_counts
+        ]
+        commands.append(((b"DEL", self._process_key(self._pid)), None, 0, False))
+        return commands
 
-    async def _read(self, conn: Any) -> None:
-        """Hand every message from Redis to the local subscribers; raise when Redis goes."""
-        received = self._received
-        loop = asyncio.get_running_loop()
-        while True:
-            reply = await conn.read_response()
-            if reply[0] == b"message":
-                received(reply[2])
-            else:  # pong, (un)subscribe confirmations
-                self._last_heard = loop.time()
+    # receiving
 
-    def _received(self, message: bytes) -> None:
-        if message[_ORIGIN] == self.origin:
+    def message(self, message: bytes) -> None:
+        kind = message[KIND] if message else 0
+        if kind == PLAIN and message[ORIGIN] == self.origin:
             return  # our own broadcast, delivered locally when it was published
         try:
-            origin, seq, channels, payload = unpack(message)
+            _, origin, seq, head, payload = unpack(message)
         except ValueError as exc:
-            if not self._warned_foreign:
-                self._warned_foreign = True
-                logger.warning("ignored a message in namespace %r: %s", self.namespace, exc)
+            self._warn("foreign", "ignored a message in namespace %r: %s", self.namespace, exc)
             return
-        # A broadcast to several channels arrives once per channel this process is
-        # subscribed to, in the publisher's order: deliver the first copy only.
-        if seq <= self._last_seq.get(origin, 0):
-            return
-        self._last_seq[origin] = seq
-        self.received += 1
         try:
-            self.deliver(channels, payload)
+            if kind == NUMBERED:
+                self._numbered(head.channels[0], head.epoch, head.offset, payload, head.key)
+                return
+            # A broadcast to several channels arrives once per channel this process is
+            # subscribed to, in the publisher's order: deliver the first copy only.
+            if seq <= self._last_seq.get(origin, 0):
+                return
+            self._last_seq[origin] = seq
+            self._count_missed(origin, head.channels, head.seqs)
+            self.received += 1
+            self.target.deliver(head.channels, payload, head.key)
         except Exception:
             logger.exception("delivering a broadcast from Redis failed")
 
-    async def _write(self, session: _Session) -> None:
-        """The one writer: subscriptions, counts, heartbeat and broadcasts, in order."""
-        pending = self._pending
-        wake = self._wake
-        assert wake is not None
-        while True:
-            if not (pending or self._resubscribe or self._dirty_counts or self._beat_due):
-                if self._closing:
-                    await self._farewell(session.writer)
-                    return
-                wake.clear()
-                await wake.wait()
+    def _numbered(
+        self, channel: str, epoch: str, offset: int, data: bytes, key: str | None
+    ) -> None:
+        line = self._lines.get(channel)
+        if line is None:
+            if channel not in self._wanted:
+                return
+            line = self._lines[channel] = Line(self.max_queue)  # held until read() starts it
+        self.received += 1
+        self._follow(channel, line, *line.arrive(Publication(epoch, offset, data, key)))
+
+    def _count_missed(self, origin: bytes, channels: list[str], seqs: list[int]) -> None:
+        """Count the broadcasts of ``origin`` this process missed on its channels."""
+        missed = 0
+        for name, number in zip(channels, seqs, strict=False):
+            if name not in self._wanted:
                 continue
-            if self._resubscribe:
-                self._resubscribe = False
-                await self._subscriptions(session)
-            batch: list[tuple[Command, asyncio.Future[Any] | None]] = []
-            if self._beat_due:
-                self._beat_due = False
-                reader = session.reader
-                await reader.send_packed_command(reader.pack_command(b"PING"), check_health=False)
-                ttl = max(1, round(3 * self.heartbeat))
-                batch.append(((b"SET", self._process_key(self._pid), b"1", b"EX", ttl), None))
-            for channel in self._dirty_counts:
-                batch.append((self._count_command(channel), None))
-            self._dirty_counts.clear()
-            while pending and len(batch) < _BATCH:
-                batch.append(pending.popleft())
-            await self._round_trip(session.writer, batch)
+            heard = self._heard.get(name)
+            if heard is None:
+                heard = self._heard[name] = {}
+            last = heard.pop(origin, None)
+            if last is not None and number > last + 1:
+                missed += number - last - 1
+            heard[origin] = number  # the most recent publisher goes last
+            if len(heard) > _PUBLISHERS:
+                del heard[next(iter(heard))]
+        if missed:
+            self.lost += missed
+            self._warn(
+                "lost",
+                "%d broadcasts to channels without history were lost between Redis and "
+                "this process (its connection dropped); later ones are counted in "
+                "broker.lost",
+                missed,
+            )
 
     def _count_command(self, channel: str) -> tuple[Any, ...]:
         number = self._counts.get(channel, 0)
@@ -528,62 +553,3 @@ class RedisBroker(Broker):
         self._counts.pop(channel, None)
         self._written_counts.discard(channel)
         return (b"HDEL", key, self._pid)
-
-    async def _round_trip(
-        self, conn: Any, batch: list[tuple[Command, asyncio.Future[Any] | None]]
-    ) -> None:
-        """Send ``batch`` pipelined and read its replies; the heartbeat bounds the wait."""
-        chunks: list[bytes] = []
-        for command, _ in batch:
-            if type(command) is bytes:
-                chunks.append(command)
-            else:
-                chunks.extend(conn.pack_command(*command))
-        self._waiting_since = asyncio.get_running_loop().time()
-        index = 0  # replies read so far: the commands before it surely reached Redis
-        try:
-            await conn.send_packed_command(chunks, check_health=False)
-            read = conn.read_response
-            for index in range(len(batch)):
-                command, future = batch[index]
-                try:
-                    reply = await read()
-                except self._refused as exc:  # this command failed; the stream is fine
-                    if future is None:
-                        name = command[:20] if type(command) is bytes else command[0]
-                        logger.error("Redis refused %r: %s", name, exc)
-                    elif not future.done():
-                        future.set_exception(exc)
-                    continue
-                if future is not None and not future.done():
-                    future.set_result(reply)
-        except BaseException as exc:
-            self._fail(batch[index:], exc)
-            raise
-        finally:
-            self._waiting_since = 0.0
-
-    async def _subscriptions(self, session: _Session) -> None:
-        """Bring the reader's Redis subscriptions in line with the local subscribers."""
-        prefix = self._prefix
-        wanted = {prefix + name for name in self._wanted}
-        add = wanted - session.upstream
-        drop = session.upstream - wanted
-        commands: list[tuple[Any, ...]] = []
-        if add:
-            commands.append((b"SUBSCRIBE", *sorted(add)))
-        if drop:
-            commands.append((b"UNSUBSCRIBE", *sorted(drop)))
-        if commands:
-            session.upstream = wanted
-            conn = session.reader
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-
-    async def _farewell(self, conn: Any) -> None:
-        """At a clean stop, remove this process's counts and liveness key from Redis."""
-        batch: list[tuple[Command, asyncio.Future[Any] | None]] = [
-            ((b"HDEL", self._count_key(channel), self._pid), None)
-            for channel in self._written_counts
-        ]
-        batch.append(((b"DEL", self._process_key(self._pid)), None))
-        await self._round_trip(conn, batch)

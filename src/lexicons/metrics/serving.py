@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from ..application import App, ServerApplication
 from ..brokers import Broker
+from ..brokers.base import Target
 from ..connection import Connection
 from ..durable import Gate
 from ..errors import ConfigurationError
@@ -41,6 +42,7 @@ from .meter import SAMPLE, Meter, Snapshot, Timing, Totals, combine
 from .shared import PUBLISH_EVERY, SharedFigures
 
 if TYPE_CHECKING:
+    from ..history import History
     from ..settings import Settings
     from .exposition import FiguresCollector
 
@@ -237,20 +239,14 @@ class CountedBroker(Broker):
         self.inner = inner
         self.meter = meter
         self.channels = channels
+        #: History and presence live where the wrapped broker keeps them.
+        self.shared = inner.shared
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def bind(self, deliver: Callable[[Sequence[str], bytes], None]) -> None:
-        meter, channels = self.meter, self.channels
-
-        def counted(names: Sequence[str], data: bytes) -> None:
-            reached = recipients(channels, names)
-            meter.deliveries += reached
-            meter.sent += reached
-            deliver(names, data)
-
-        self.inner.bind(counted)
+    def bind(self, target: Target) -> None:
+        self.inner.bind(CountedTarget(target, self.meter, self.channels))
 
     async def start(self) -> None:
         await self.inner.start()
@@ -258,9 +254,9 @@ class CountedBroker(Broker):
     async def stop(self) -> None:
         await self.inner.stop()
 
-    def publish(self, channels: Sequence[str], data: bytes) -> None:
+    def publish(self, channels: Sequence[str], data: bytes, key: str | None = None) -> None:
         self.meter.broadcasts += 1
-        self.inner.publish(channels, data)
+        self.inner.publish(channels, data, key)
 
     def subscribe(self, channel: str) -> None:
         self.inner.subscribe(channel)
@@ -273,6 +269,58 @@ class CountedBroker(Broker):
 
     async def count(self, channel: str, local: int) -> int:
         return await self.inner.count(channel, local)
+
+    def publish_at(self, channel: str, data: bytes, key: str | None, history: History) -> None:
+        self.meter.broadcasts += 1
+        self.inner.publish_at(channel, data, key, history)
+
+    def attached(self, channel: str) -> bool:
+        return self.inner.attached(channel)
+
+    async def read(
+        self, channel: str, since: tuple[str, int] | None, history: History
+    ) -> tuple[str, int, list[tuple[int, bytes]] | None]:
+        return await self.inner.read(channel, since, history)
+
+    def present(self, channel: str, pk: str, info: bytes) -> None:
+        self.inner.present(channel, pk, info)
+
+    def absent(self, channel: str, pk: str) -> None:
+        self.inner.absent(channel, pk)
+
+    async def members(self, channel: str) -> list[tuple[str, bytes]]:
+        return await self.inner.members(channel)
+
+
+class CountedTarget:
+    """The server's channels, as the broker delivers to them, with deliveries counted."""
+
+    def __init__(self, target: Target, meter: Meter, channels: Mapping[str, Any]) -> None:
+        self.target = target
+        self.meter = meter
+        self.channels = channels
+
+    def _count(self, names: Sequence[str]) -> None:
+        reached = recipients(self.channels, names)
+        self.meter.deliveries += reached
+        self.meter.sent += reached
+
+    def deliver(self, names: Sequence[str], data: bytes, key: str | None) -> None:
+        self._count(names)
+        self.target.deliver(names, data, key)
+
+    def deliver_at(self, name: str, epoch: str, offset: int, data: bytes, key: str | None) -> None:
+        self._count((name,))
+        self.target.deliver_at(name, epoch, offset, data, key)
+
+    def restart(self, name: str, epoch: str, offset: int) -> None:
+        self.target.restart(name, epoch, offset)
+
+    def lagged(self, name: str, count: int) -> None:
+        self.target.lagged(name, count)
+
+    def departed(self, name: str, pk: str, info: bytes) -> None:
+        self.target.departed(name, pk, info)
 
 
 def recipients(channels: Mapping[str, Any], names: Sequence[str]) -> int:

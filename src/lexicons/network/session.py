@@ -26,6 +26,8 @@ tested by calling it, without sockets:
   off; one that keeps reading is not, up to a hard bound of four times ``max_buffer``
   that holds memory in check however fast it reads. One message of any size always
   gets through to a client that reads.
+  ``congested`` and ``when_drained`` tell a channel when a client lags and when it
+  caught up, so it can drop or conflate instead of queueing.
 - **The end.** When the connection is gone, the work it started is cancelled, whatever
   waited is dropped, and nothing more is written.
 """
@@ -251,6 +253,7 @@ class Session:
         "_backlog_bytes",
         "_congested",
         "_lagging",
+        "_drained",
         "_held",
         "_eof_due",
         "_streaming",
@@ -303,6 +306,8 @@ class Session:
         self._congested = False
         #: More than max_buffer waits: the "lagging" deadline runs until the client drains.
         self._lagging = False
+        #: Called once output no longer waits (see when_drained).
+        self._drained: list[Callable[[], Any]] | None = None
         #: Frames sent before the connection is admitted (by header functions).
         self._held: list[bytes] | None = []
         #: The protocol ended the stream; the end is written once nothing waits before it.
@@ -633,8 +638,25 @@ class Session:
 
     @property
     def congested(self) -> bool:
-        """Whether output waits for the socket to drain: a streamed body should pause."""
+        """Whether output waits for the socket to drain: a streamed body should pause, and
+        a channel that drops or conflates for slow clients does so."""
         return self._congested or bool(self._backlog)
+
+    def when_drained(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once nothing waits for the socket any more: at once if
+        nothing waits now, otherwise when the socket has taken everything queued here.
+
+        A callback that writes may congest the socket again; it then asks again. None
+        is called once the connection can no longer send.
+        """
+        if self.writer is None:
+            return
+        if not self._congested and not self._backlog:
+            callback()
+        elif self._drained is None:
+            self._drained = [callback]
+        else:
+            self._drained.append(callback)
 
     def _streamed(self) -> None:
         self._streaming = False
@@ -724,6 +746,12 @@ class Session:
                 self.port.cancel_timer()
         self._update_writer()
         self._end_when_flushed()
+        if self._drained is not None and not self._backlog and not self._congested:
+            waiting, self._drained = self._drained, None
+            for callback in waiting:
+                if self.writer is None:
+                    break
+                callback()
 
     def _flush_protocol(self) -> None:
         """Write what websockets' protocol produced: a response, pongs, a close, EOF."""
@@ -796,6 +824,7 @@ class Session:
         self.writer = None
         self._drop_input()
         self._backlog = None
+        self._drained = None
         self._held = None
         work, self._work = self._work, None
         if work is not None:
