@@ -66,6 +66,14 @@ def test_the_node_tests_are_all_run_here() -> None:
     assert {path.name for path in (JS / "test").glob("*.test.js")} == ran
 
 
+def test_the_typed_contract_checks_calls_messages_and_channels() -> None:
+    # test/types/app.ts marks each call that must not type-check; tsc fails on one that does.
+    result = subprocess.run(
+        [str(TSC), "-p", str(JS / "test" / "types")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_served_module_is_built_from_the_sources(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(TSC), "-p", str(JS), "--outDir", str(tmp_path)],
