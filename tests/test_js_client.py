@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import Process
 
 import lexicons
 
@@ -64,6 +67,29 @@ def test_recovery_across_two_processes_on_redis(redis_url: str) -> None:
 def test_the_node_tests_are_all_run_here() -> None:
     ran = {"codec.test.js", "reconnect.test.js", "client.test.js", "redis.test.js"}
     assert {path.name for path in (JS / "test").glob("*.test.js")} == ran
+
+
+def test_the_node_example_in_the_docs_runs(process: type[Process], tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "client-js.md").read_text()
+    example = re.search(r"^```js\n(// node add\.mjs.*?)^```", page, re.S | re.M)
+    assert example is not None, "docs/client-js.md lost its Node example"
+    ws = (JS / "node_modules" / "ws" / "wrapper.mjs").as_uri()
+    code = example.group(1).replace('"lexicons-client"', f'"{(BUILT / "lexicons.js").as_uri()}"')
+    (tmp_path / "add.mjs").write_text(code.replace('from "ws"', f'from "{ws}"'))
+    server = process(
+        sys.executable, "-m", "lexicons", "run", "tests/apps/js_app.py",
+        "--host", "127.0.0.1", "--port", "0", "--no-debug",
+    )  # fmt: skip
+    assert NODE is not None
+    result = subprocess.run(
+        [NODE, str(tmp_path / "add.mjs"), server.url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "invalid_payload"]
+    assert server.stop(signal.SIGTERM)[0] == 0
 
 
 def test_the_typed_contract_checks_calls_messages_and_channels() -> None:
