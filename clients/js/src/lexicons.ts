@@ -480,6 +480,9 @@ interface Pending {
   sent: boolean;
 }
 
+/** Milliseconds a connection stays open, without a frame, before it counts as working. */
+const STEADY = 5000;
+
 const isObject = (value: unknown): value is Json =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
@@ -514,6 +517,7 @@ export class Client<A extends AppTypes = AnyApp> {
   private everOpened = false;
   private refs = 0;
   private timer: unknown = null;
+  private steady: unknown = null;
   private readonly pending = new Map<number, Pending>();
   private readonly queue: Pending[] = [];
   private readonly handlers = new Map<string, Set<(payload: never, frame: Json) => void>>();
@@ -686,7 +690,9 @@ export class Client<A extends AppTypes = AnyApp> {
   private opened(socket: WebSocketLike): void {
     this.protocol = socket.protocol;
     this.binary = socket.protocol === MSGPACK_SUBPROTOCOL;
-    this.attempt = 0;
+    // The backoff starts again once the connection proves itself (a first frame, or
+    // STEADY ms open): a server that accepts then closes at once is not hammered.
+    this.steady = this.clock.setTimeout(() => this.settled(), STEADY);
     if (this.everOpened) this.reconnections += 1;
     this.everOpened = true;
     this.setState("open");
@@ -695,7 +701,15 @@ export class Client<A extends AppTypes = AnyApp> {
     for (const entry of this.queue.splice(0)) this.transmit(entry);
   }
 
+  private settled(): void {
+    this.attempt = 0;
+    if (this.steady !== null) this.clock.clearTimeout(this.steady);
+    this.steady = null;
+  }
+
   private dropped(): void {
+    if (this.steady !== null) this.clock.clearTimeout(this.steady);
+    this.steady = null;
     for (const [ref, entry] of this.pending) {
       if (!entry.sent) continue;
       this.pending.delete(ref);
@@ -747,7 +761,8 @@ export class Client<A extends AppTypes = AnyApp> {
     this.error = error;
     this.watchPage(false);
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
-    this.timer = null;
+    if (this.steady !== null) this.clock.clearTimeout(this.steady);
+    this.timer = this.steady = null;
     const socket = this.socket;
     this.socket = null;
     socket?.close(1000);
@@ -825,6 +840,7 @@ export class Client<A extends AppTypes = AnyApp> {
   }
 
   private frame(data: unknown): void {
+    if (this.steady !== null) this.settled();
     let message: unknown;
     try {
       message = typeof data === "string" ? JSON.parse(data) : decodeMsgpack(data as ArrayBuffer);

@@ -193,3 +193,68 @@ test("frames that are not JSON objects, or answer nothing asked, are ignored", a
   await assert.rejects(reply, { code: "invalid_payload", signal: "add" });
   client.close();
 });
+
+test("a server that accepts then closes at once: the backoff keeps growing", () => {
+  const clock = new ManualClock();
+  const client = new Client("ws://example.invalid/", {
+    WebSocket: ScriptedSocket, clock, random: () => 0.5, reconnect: { initial: 100, maximum: 1000 },
+  });
+  const waits = [];
+  for (let i = 0; i < 3; i++) {
+    ScriptedSocket.last.open();
+    ScriptedSocket.last.drop(); // open, then closed without a frame (a failing on_connect)
+    waits.push(clock.timers.at(-1).ms);
+    clock.timers.at(-1).callback();
+    clock.timers = [];
+  }
+  assert.deepEqual(waits, [50, 100, 200]);
+  ScriptedSocket.last.open();
+  ScriptedSocket.last.receive({ hello: 1 }); // this one works: the count starts again
+  ScriptedSocket.last.drop();
+  assert.equal(clock.timers.at(-1).ms, 50);
+  client.close();
+});
+
+test("a connection open long enough counts as working, frame or not", () => {
+  const clock = new ManualClock();
+  const client = new Client("ws://example.invalid/", {
+    WebSocket: ScriptedSocket, clock, random: () => 0.5, reconnect: { initial: 100 },
+  });
+  ScriptedSocket.last.open();
+  ScriptedSocket.last.drop();
+  clock.timers.at(-1).callback(); // the next attempt
+  clock.timers = [];
+  ScriptedSocket.last.open();
+  assert.equal(clock.timers.length, 1);
+  clock.fire(); // the steady timer
+  ScriptedSocket.last.drop();
+  assert.equal(clock.timers.at(-1).ms, 50);
+  client.close();
+});
+
+test("pause: offline: no attempt while the browser is offline", () => {
+  const scope = new EventTarget();
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { onLine: false }, configurable: true });
+  globalThis.addEventListener = scope.addEventListener.bind(scope);
+  globalThis.removeEventListener = scope.removeEventListener.bind(scope);
+  try {
+    ScriptedSocket.last = null;
+    const client = new Client("ws://example.invalid/", {
+      WebSocket: ScriptedSocket, clock: new ManualClock(), pause: { offline: true },
+    });
+    assert.equal(client.state, "paused");
+    assert.equal(ScriptedSocket.last, null);
+    globalThis.navigator.onLine = true;
+    scope.dispatchEvent(new Event("online"));
+    assert.equal(client.state, "connecting");
+    ScriptedSocket.last.open();
+    assert.equal(client.state, "open");
+    client.close();
+  } finally {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+    if (saved) Object.defineProperty(globalThis, "navigator", saved);
+    else delete globalThis.navigator;
+  }
+});

@@ -223,6 +223,7 @@ export declare class Client<A extends AppTypes = AnyApp> {
     private everOpened;
     private refs;
     private timer;
+    private steady;
     private readonly pending;
     private readonly queue;
     private readonly handlers;
@@ -255,15 +256,10 @@ export declare class Client<A extends AppTypes = AnyApp> {
     ready(): Promise<void>;
     /** Close the connection and stop reconnecting; what waits for a reply is rejected. */
     close(): void;
-    /** @internal */
-    request(signal: string, payload: unknown, timeout?: number, answered?: boolean): Promise<unknown>;
-    /** @internal */
-    forget(channel: string, subscription: Subscription): void;
-    /** @internal */
-    get isOpen(): boolean;
     private offer;
     private open;
     private opened;
+    private settled;
     private dropped;
     /** The handshake failed: ask the probe whether the credentials were refused. */
     private failed;
@@ -300,19 +296,7 @@ export declare class Subscription {
     private active;
     private settle;
     constructor(client: Client<AppTypes>, channel: string, handlers: SubscribeHandlers);
-    /** @internal (Re)join from the last position; the client calls it on every open. */
-    join(): void;
     private answered;
-    /** @internal Whether a publication at `offset` is new (a replay may repeat one). */
-    advance(offset: number): boolean;
-    /** @internal */
-    published(signal: string, payload: unknown, offset: number): void;
-    /** @internal */
-    member(joined: boolean, payload: Json): void;
-    /** @internal The server dropped publications: subscribe again from our offset. */
-    lagged(dropped: number): void;
-    /** @internal The subscription is over: refused, or the client stopped. */
-    stopped(error: LexiconsError): void;
     /** The members of the channel (`$presence`), which also refreshes `members`. */
     presence(): Promise<Member[]>;
     /** Leave the channel: it is not joined again after a reconnection. */

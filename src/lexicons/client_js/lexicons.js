@@ -368,6 +368,8 @@ export function credentialProtocol(name, value) {
     const encoded = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
     return `${SUBPROTOCOL}.${name}.${encoded}`;
 }
+/** Milliseconds a connection stays open, without a frame, before it counts as working. */
+const STEADY = 5000;
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
 /** Attach a no-op handler so that a promise nobody awaits never counts as unhandled. */
 function quiet(promise) {
@@ -395,6 +397,7 @@ export class Client {
         this.everOpened = false;
         this.refs = 0;
         this.timer = null;
+        this.steady = null;
         this.pending = new Map();
         this.queue = [];
         this.handlers = new Map();
@@ -563,7 +566,9 @@ export class Client {
     opened(socket) {
         this.protocol = socket.protocol;
         this.binary = socket.protocol === MSGPACK_SUBPROTOCOL;
-        this.attempt = 0;
+        // The backoff starts again once the connection proves itself (a first frame, or
+        // STEADY ms open): a server that accepts then closes at once is not hammered.
+        this.steady = this.clock.setTimeout(() => this.settled(), STEADY);
         if (this.everOpened)
             this.reconnections += 1;
         this.everOpened = true;
@@ -574,7 +579,16 @@ export class Client {
         for (const entry of this.queue.splice(0))
             this.transmit(entry);
     }
+    settled() {
+        this.attempt = 0;
+        if (this.steady !== null)
+            this.clock.clearTimeout(this.steady);
+        this.steady = null;
+    }
     dropped() {
+        if (this.steady !== null)
+            this.clock.clearTimeout(this.steady);
+        this.steady = null;
         for (const [ref, entry] of this.pending) {
             if (!entry.sent)
                 continue;
@@ -633,7 +647,9 @@ export class Client {
         this.watchPage(false);
         if (this.timer !== null)
             this.clock.clearTimeout(this.timer);
-        this.timer = null;
+        if (this.steady !== null)
+            this.clock.clearTimeout(this.steady);
+        this.timer = this.steady = null;
         const socket = this.socket;
         this.socket = null;
         socket?.close(1000);
@@ -710,6 +726,8 @@ export class Client {
         this.socket?.send(this.binary ? encodeMsgpack(message) : JSON.stringify(message));
     }
     frame(data) {
+        if (this.steady !== null)
+            this.settled();
         let message;
         try {
             message = typeof data === "string" ? JSON.parse(data) : decodeMsgpack(data);
