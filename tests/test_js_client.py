@@ -7,6 +7,7 @@ they need Node.js and the packages the lockfile pins (``npm ci`` in clients/js).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,14 +19,18 @@ from pathlib import Path
 
 import pytest
 from conftest import Process
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 import lexicons
+from lexicons import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "clients" / "js"
 BUILT = Path(lexicons.__file__).parent / "client_js"
 NODE = shutil.which("node")
 TSC = JS / "node_modules" / ".bin" / "tsc"
+MSGPACK = Subprotocol("lexicons.msgpack")
 
 pytestmark = [
     pytest.mark.slow,
@@ -56,8 +61,17 @@ def test_codec_and_reconnection() -> None:
     node_test("codec.test.js", "reconnect.test.js")
 
 
+async def speaks_msgpack() -> bool:
+    """Whether this lexicons selects ``lexicons.msgpack`` when a client offers it."""
+    app = Server(debug=False)
+    async with app.serve(host="127.0.0.1", port=0) as running:
+        async with connect(running.url, subprotocols=[MSGPACK, Subprotocol("lexicons")]) as ws:
+            return ws.subprotocol == MSGPACK
+
+
 def test_client_against_a_server() -> None:
-    node_test("client.test.js")
+    msgpack = asyncio.run(speaks_msgpack())
+    node_test("client.test.js", LEXICONS_TEST_MSGPACK="1" if msgpack else "0")
 
 
 def test_recovery_across_two_processes_on_redis(redis_url: str) -> None:

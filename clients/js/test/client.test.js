@@ -116,10 +116,22 @@ describe("one server", () => {
     await again.ready;
   });
 
-  test("encoding msgpack falls back to JSON when the server does not select it", async () => {
-    const client = await open({ encoding: "msgpack" });
-    assert.equal(client.protocol, "lexicons");
-    assert.equal(await client.call("add", { a: 20, b: 22 }), 42);
+  test("encoding msgpack: MessagePack when the server selects it, JSON otherwise", async () => {
+    // pytest says whether this server speaks MessagePack (it asks it with a handshake).
+    const expected = process.env.LEXICONS_TEST_MSGPACK === "1" ? "lexicons.msgpack" : "lexicons";
+    const packed = await open({ encoding: "msgpack" });
+    const plain = await open({ credentials: { Token: "ok2" } });
+    assert.equal(packed.protocol, expected);
+    assert.equal(await packed.call("add", { a: 2 ** 40, b: 2 }), 2 ** 40 + 2);
+    await assert.rejects(packed.call("fail", { code: "teapot" }), { code: "teapot", signal: "fail" });
+    const told = next((listener) => packed.on("told", listener));
+    packed.send("tell", { text: "é\u0000😀" });
+    assert.deepEqual(await told, { text: "é\u0000😀" });
+    const heard = new Inbox();
+    const room = packed.subscribe("room:mp", { onMessage: (signal, payload, offset) => heard.push([signal, payload, offset]) });
+    const answer = await room.ready;
+    plain.send("say", { room: "room:mp", text: "from a JSON client" });
+    assert.deepEqual(await heard.take(), ["say", { room: "room:mp", text: "from a JSON client" }, answer.offset + 1]);
   });
 
   test("refused credentials stop the client with RefusedError (403)", async () => {
