@@ -586,6 +586,7 @@ export class Client<A extends AppTypes = AnyApp> {
   /**
    * Join `channel` and stay in it: after every reconnection the client subscribes
    * again from the last offset it received, and the server sends what was missed.
+   * Subscribing again to a channel returns the same Subscription, with its first handlers.
    */
   subscribe<C extends keyof A["channels"] & string>(channel: C, handlers: SubscribeHandlers = {}): Subscription {
     const existing = this.subscriptions.get(channel);
@@ -615,11 +616,24 @@ export class Client<A extends AppTypes = AnyApp> {
 
   // --- for Subscription ---------------------------------------------------------------
 
-  /** @internal */
-  request(signal: string, payload: unknown, timeout?: number, answered = true): Promise<unknown> {
+  /**
+   * @internal Send a request; `onReply` sees the reply as its frame is read, before any
+   * later frame (a promise would see it after the rest of the socket's data).
+   */
+  request(
+    signal: string,
+    payload: unknown,
+    timeout?: number,
+    answered = true,
+    onReply?: (reply: unknown) => void,
+  ): Promise<unknown> {
     if (this.error !== null) return Promise.reject(this.error);
-    return new Promise((resolve, reject) => {
+    return new Promise((settle, reject) => {
       const message: Json = { [signal]: payload };
+      const resolve = (reply: unknown): void => {
+        onReply?.(reply);
+        settle(reply);
+      };
       const entry: Pending = { signal, message, resolve, reject, timer: null, sent: false };
       if (answered) {
         const ref = ++this.refs;
@@ -893,7 +907,9 @@ export class Client<A extends AppTypes = AnyApp> {
 function probeUrl(url: string): string {
   const http = new URL(url);
   http.protocol = http.protocol === "wss:" ? "https:" : "http:";
-  return new URL("/lexicons.attempt", http).href;
+  const probe = new URL("/lexicons.attempt", http);
+  probe.search = http.search; // credentials a caller chose to put in the URL count too
+  return probe.href;
 }
 
 /** One channel a Client stays subscribed to, from where it stopped, across reconnections. */
@@ -923,13 +939,11 @@ export class Subscription {
   join(): void {
     const payload: Json = { channel: this.channel };
     if (this.epoch !== "") payload.since = { epoch: this.epoch, offset: this.offset };
-    this.client.request("$subscribe", payload).then(
-      (answer) => this.answered(answer as SubscribeAnswer),
-      (error: LexiconsError) => {
-        // Dropped or timed out: the next connection subscribes again. Refused: over.
-        if (error instanceof SignalError) this.stopped(error);
-      },
-    );
+    const answered = (answer: unknown): void => this.answered(answer as SubscribeAnswer);
+    this.client.request("$subscribe", payload, undefined, true, answered).catch((error: unknown) => {
+      // Dropped or timed out: the next connection subscribes again. Refused: over.
+      if (error instanceof SignalError) this.stopped(error);
+    });
   }
 
   private answered(answer: SubscribeAnswer): void {
@@ -937,6 +951,8 @@ export class Subscription {
     // When recovered, the missed publications follow and move the offset themselves.
     if (!answer.recovered || answer.epoch !== this.epoch) this.offset = answer.offset;
     this.epoch = answer.epoch;
+    // Who was there before a drop is unknown now: `$join`s and `presence()` rebuild it.
+    this.members.clear();
     this.settle?.resolve(answer);
     this.settle = null;
     this.handlers.onSubscribed?.(answer);
@@ -983,10 +999,12 @@ export class Subscription {
 
   /** The members of the channel (`$presence`), which also refreshes `members`. */
   async presence(): Promise<Member[]> {
-    const answer = (await this.client.request("$presence", { channel: this.channel })) as { members: Member[] };
-    this.members.clear();
-    for (const member of answer.members) this.members.set(member.pk, member.info);
-    return answer.members;
+    const listed = (answer: unknown): void => {
+      this.members.clear();
+      for (const member of (answer as { members: Member[] }).members) this.members.set(member.pk, member.info);
+    };
+    const answer = await this.client.request("$presence", { channel: this.channel }, undefined, true, listed);
+    return (answer as { members: Member[] }).members;
   }
 
   /** Leave the channel: it is not joined again after a reconnection. */

@@ -99,8 +99,6 @@ class ScriptedSocket {
   }
 }
 
-const tick = () => new Promise((resolve) => setImmediate(resolve));
-
 test("$lagged: the client subscribes again from its offset; replays are delivered once", async () => {
   const client = new Client("ws://example.invalid/", { WebSocket: ScriptedSocket, clock: new ManualClock() });
   const socket = ScriptedSocket.last;
@@ -122,7 +120,6 @@ test("$lagged: the client subscribes again from its offset; replays are delivere
   });
   socket.receive({ say: { text: "9" }, channel: "room:1", offset: 9 }); // live, before the answer
   socket.receive({ $subscribe: { channel: "room:1", epoch: "E", offset: 9, recovered: true }, ref: 2 });
-  await tick();
   for (const offset of [6, 7, 8, 9, 10]) socket.receive({ say: {}, channel: "room:1", offset });
   assert.deepEqual(seen, [5, 9, 10]); // offsets at or below the last one are replays: skipped
   assert.equal(room.offset, 10);
@@ -135,7 +132,11 @@ test("after a drop the client rejoins with since; a lost epoch reports recovered
   let socket = ScriptedSocket.last;
   socket.open();
   const answers = [];
-  const room = client.subscribe("room:2", { onSubscribed: (answer) => answers.push(answer) });
+  const seen = [];
+  const room = client.subscribe("room:2", {
+    onSubscribed: (answer) => answers.push(answer),
+    onMessage: (signal, payload, offset) => seen.push(offset),
+  });
   socket.receive({ $subscribe: { channel: "room:2", epoch: "A", offset: 7, recovered: false }, ref: 1 });
   await room.ready;
   socket.drop();
@@ -144,10 +145,12 @@ test("after a drop the client rejoins with since; a lost epoch reports recovered
   socket = ScriptedSocket.last;
   socket.open();
   assert.deepEqual(socket.sent[0].$subscribe, { channel: "room:2", since: { epoch: "A", offset: 7 } });
-  socket.receive({ $subscribe: { channel: "room:2", epoch: "B", offset: 2, recovered: false }, ref: socket.sent[0].ref });
-  await tick();
+  // The history was lost: a new epoch, whose offsets start again, read in the same chunk.
+  socket.receive({ $subscribe: { channel: "room:2", epoch: "B", offset: 0, recovered: false }, ref: socket.sent[0].ref });
+  socket.receive({ say: {}, channel: "room:2", offset: 1 });
   assert.deepEqual(answers.map((a) => [a.epoch, a.recovered]), [["A", false], ["B", false]]);
-  assert.equal(room.offset, 2);
+  assert.deepEqual(seen, [1]);
+  assert.equal(room.offset, 1);
   assert.equal(client.reconnections, 1);
   client.close();
 });
@@ -257,4 +260,41 @@ test("pause: offline: no attempt while the browser is offline", () => {
     if (saved) Object.defineProperty(globalThis, "navigator", saved);
     else delete globalThis.navigator;
   }
+});
+
+test("the probe carries the handshake's offer and query; its 403 stops the client", async () => {
+  const asked = [];
+  const fetch = async (url, init) => {
+    asked.push([url, init]);
+    return { status: 403, text: async () => "refused by gate\n" };
+  };
+  const client = new Client("wss://example.invalid:8443/app?room=1", {
+    WebSocket: ScriptedSocket, clock: new ManualClock(), fetch, credentials: { Token: "ok" },
+  });
+  assert.deepEqual(ScriptedSocket.last.protocols, ["lexicons", "lexicons.Token.b2s"]);
+  ScriptedSocket.last.drop(); // the handshake failed
+  await assert.rejects(client.ready(), (error) => error.status === 403 && /refused by gate/.test(error.message));
+  assert.equal(asked[0][0], "https://example.invalid:8443/lexicons.attempt?room=1");
+  assert.equal(asked[0][1].headers["Lexicons-Protocol"], "lexicons, lexicons.Token.b2s");
+  assert.equal(asked[0][1].credentials, "include");
+  assert.equal(client.state, "refused");
+});
+
+test("any other answer to the probe, or none, means: try again", async () => {
+  const answers = [200, 404, 429, 503, "unreachable"];
+  const fetch = async () => {
+    const answer = answers.shift();
+    if (answer === "unreachable") throw new TypeError("fetch failed");
+    return { status: answer, text: async () => "" };
+  };
+  const clock = new ManualClock();
+  const client = new Client("ws://example.invalid/", { WebSocket: ScriptedSocket, clock, fetch, random: () => 0 });
+  for (let i = 0; i < 5; i++) {
+    ScriptedSocket.last.drop();
+    await next((listener) => client.onState(listener), (state) => state === "waiting");
+    clock.fire();
+  }
+  assert.equal(answers.length, 0);
+  assert.equal(client.state, "connecting");
+  client.close();
 });

@@ -250,6 +250,7 @@ export declare class Client<A extends AppTypes = AnyApp> {
     /**
      * Join `channel` and stay in it: after every reconnection the client subscribes
      * again from the last offset it received, and the server sends what was missed.
+     * Subscribing again to a channel returns the same Subscription, with its first handlers.
      */
     subscribe<C extends keyof A["channels"] & string>(channel: C, handlers?: SubscribeHandlers): Subscription;
     /** Resolves once the connection is open; rejects when the client stops for good. */

@@ -456,6 +456,7 @@ export class Client {
     /**
      * Join `channel` and stay in it: after every reconnection the client subscribes
      * again from the last offset it received, and the server sends what was missed.
+     * Subscribing again to a channel returns the same Subscription, with its first handlers.
      */
     subscribe(channel, handlers = {}) {
         const existing = this.subscriptions.get(channel);
@@ -487,12 +488,19 @@ export class Client {
         this.finish("closed", new ClosedError("the client was closed"));
     }
     // --- for Subscription ---------------------------------------------------------------
-    /** @internal */
-    request(signal, payload, timeout, answered = true) {
+    /**
+     * @internal Send a request; `onReply` sees the reply as its frame is read, before any
+     * later frame (a promise would see it after the rest of the socket's data).
+     */
+    request(signal, payload, timeout, answered = true, onReply) {
         if (this.error !== null)
             return Promise.reject(this.error);
-        return new Promise((resolve, reject) => {
+        return new Promise((settle, reject) => {
             const message = { [signal]: payload };
+            const resolve = (reply) => {
+                onReply?.(reply);
+                settle(reply);
+            };
             const entry = { signal, message, resolve, reject, timer: null, sent: false };
             if (answered) {
                 const ref = ++this.refs;
@@ -789,7 +797,9 @@ export class Client {
 function probeUrl(url) {
     const http = new URL(url);
     http.protocol = http.protocol === "wss:" ? "https:" : "http:";
-    return new URL("/lexicons.attempt", http).href;
+    const probe = new URL("/lexicons.attempt", http);
+    probe.search = http.search; // credentials a caller chose to put in the URL count too
+    return probe.href;
 }
 /** One channel a Client stays subscribed to, from where it stopped, across reconnections. */
 export class Subscription {
@@ -812,7 +822,8 @@ export class Subscription {
         const payload = { channel: this.channel };
         if (this.epoch !== "")
             payload.since = { epoch: this.epoch, offset: this.offset };
-        this.client.request("$subscribe", payload).then((answer) => this.answered(answer), (error) => {
+        const answered = (answer) => this.answered(answer);
+        this.client.request("$subscribe", payload, undefined, true, answered).catch((error) => {
             // Dropped or timed out: the next connection subscribes again. Refused: over.
             if (error instanceof SignalError)
                 this.stopped(error);
@@ -825,6 +836,8 @@ export class Subscription {
         if (!answer.recovered || answer.epoch !== this.epoch)
             this.offset = answer.offset;
         this.epoch = answer.epoch;
+        // Who was there before a drop is unknown now: `$join`s and `presence()` rebuild it.
+        this.members.clear();
         this.settle?.resolve(answer);
         this.settle = null;
         this.handlers.onSubscribed?.(answer);
@@ -872,10 +885,12 @@ export class Subscription {
     }
     /** The members of the channel (`$presence`), which also refreshes `members`. */
     async presence() {
-        const answer = (await this.client.request("$presence", { channel: this.channel }));
-        this.members.clear();
-        for (const member of answer.members)
-            this.members.set(member.pk, member.info);
+        const listed = (answer) => {
+            this.members.clear();
+            for (const member of answer.members)
+                this.members.set(member.pk, member.info);
+        };
+        const answer = await this.client.request("$presence", { channel: this.channel }, undefined, true, listed);
         return answer.members;
     }
     /** Leave the channel: it is not joined again after a reconnection. */
