@@ -295,6 +295,50 @@ def test_plain_http_gets_an_answer_and_the_end_of_the_stream() -> None:
     assert h.port.ended and h.port.timer == "answered"
 
 
+class Probed(RecordingApp):
+    """Answers the client's probe with whatever ``attempt_answer`` holds (or awaits)."""
+
+    attempt_answer: Any = None
+
+    def attempt(self, ws: Any, request: Any) -> Any:
+        return self.attempt_answer
+
+
+@pytest.mark.parametrize("waits", [False, True])
+def test_a_probe_is_answered_and_never_admitted(waits: bool) -> None:
+    app = Probed()
+    answer = plain_response(403, "refused by gate\n")
+    app.attempt_answer = Pending("probe") if waits else answer
+    h = Harness(app=app)
+    h.feed(b"GET /lexicons.attempt HTTP/1.1\r\nHost: x\r\n\r\n" + h.client.text("x"))
+    if waits:
+        assert h.port.written == []
+        h.port.work[0].finish(answer)
+    assert h.port.written[0].startswith(b"HTTP/1.1 403")
+    assert h.port.ended and h.port.timer == "answered"
+    assert h.app.closed_calls == [False] and h.app.opened_calls == 0
+    assert h.app.dispatched == []  # bytes after a plain request are never frames
+
+
+def test_a_probe_whose_client_vanishes_is_cancelled_and_closed_once() -> None:
+    app = Probed()
+    app.attempt_answer = Pending("probe")
+    h = Harness(app=app)
+    h.feed(b"GET /lexicons.attempt HTTP/1.1\r\nHost: x\r\n\r\n")
+    h.session.connection_lost()
+    assert h.port.work[0].cancelled
+    assert h.app.closed_calls == [False] and h.port.written == []
+
+
+def test_only_a_plain_get_is_a_probe() -> None:
+    app = Probed()
+    app.attempt_answer = plain_response(200, "admitted\n")
+    h = Harness(app=app)
+    h.feed(b"HEAD /lexicons.attempt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert h.port.written[0].startswith(b"HTTP/1.1 404")  # respond(): not the probe
+    assert h.app.closed_calls == []
+
+
 def test_a_streamed_file_ends_the_stream_only_after_its_body() -> None:
     app = RecordingApp()
 

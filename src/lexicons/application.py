@@ -26,7 +26,14 @@ from .connection import Connection, reply, reply_now
 from .durable import Gate, Unit
 from .errors import InvalidFrame, SignalError, StorageError
 from .handlers import Handler
-from .network.http import StaticFile, answer, plain_response
+from .network.http import (
+    StaticFile,
+    answer,
+    attempt_handshake,
+    cors_headers,
+    is_attempt_path,
+    plain_response,
+)
 from .network.session import Application, Session
 from .protocol import Dispatcher, decode_frame, encode_errors
 from .protocol import Request as Call
@@ -269,7 +276,40 @@ class ServerApplication(Application):
     # plain HTTP and messages
 
     def respond(self, request: Request) -> Response | StaticFile:
+        if getattr(request, "method", "GET") == "OPTIONS" and is_attempt_path(request):
+            # The browser's preflight of a cross-origin probe: allowed for the origins the
+            # handshake admits, since the probe reveals nothing more than a handshake.
+            if not self._page_admitted(request):
+                return plain_response(403, "origin not allowed\n")
+            return plain_response(200, b"", "text/plain", *cors_headers(request, True))
         return answer(request, self.static)
+
+    def attempt(self, ws: Connection, request: Request) -> Response | Awaitable[Response]:
+        """The probe's answer: the handshake's own checks and limits, then 200 where the
+        upgrade would go ahead and the refusal (403, 429...) where it would not."""
+        verdict = self.admit(ws, attempt_handshake(request))
+        if verdict is None or isinstance(verdict, Response):
+            return self._attempt_answer(verdict, request)
+        return self._attempt_later(verdict, request)
+
+    async def _attempt_later(
+        self, verdict: Awaitable[Response | None], request: Request
+    ) -> Response:
+        return self._attempt_answer(await verdict, request)
+
+    def _attempt_answer(self, verdict: Response | None, request: Request) -> Response:
+        response = plain_response(200, "admitted\n") if verdict is None else verdict
+        if "Origin" in request.headers and self._page_admitted(request):
+            for name, value in cors_headers(request, False):
+                response.headers[name] = value
+        return response
+
+    def _page_admitted(self, request: Request) -> bool:
+        headers = request.headers
+        origin, host = headers.get_all("Origin"), headers.get_all("Host")
+        if len(origin) != 1 or len(host) > 1:
+            return False
+        return self._origins.admits(origin[0], host[0] if host else None, self._secure)
 
     def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
         if not text:

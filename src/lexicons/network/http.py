@@ -1,11 +1,14 @@
 """Answers to plain HTTP requests on the WebSocket port: health checks and static files.
 
 A request without ``Upgrade: websocket`` is answered here rather than dropped, so a load
-balancer can probe ``GET /healthz`` and a page that talks to the app can be served from
-the same port (the ``static`` setting). Whatever a client sends, the answer is a status
-code: only ``GET`` and ``HEAD`` are served, a path holding NUL bytes or a malformed
-escape gets 400, dot-files and anything outside the folder get 404, and a file is
-streamed from disk by the network layer, never read whole on the event loop.
+balancer can probe ``GET /healthz``, a page loads the JavaScript client from
+``GET /lexicons.js`` (as socket.io serves its own), and a page that talks to the app can
+be served from the same port (the ``static`` setting). ``GET /lexicons.attempt`` is the
+client's probe: the handshake's admission, answered with a status a browser can read
+(the session runs it; see :func:`attempt_handshake`). Whatever a client sends, the
+answer is a status code: only ``GET`` and ``HEAD`` are served, a path holding NUL bytes
+or a malformed escape gets 400, dot-files and anything outside the folder get 404, and a
+file is streamed from disk by the network layer, never read whole on the event loop.
 """
 
 from __future__ import annotations
@@ -20,10 +23,35 @@ from urllib.parse import unquote, urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["StaticFile", "answer", "answer_not_found", "is_upgrade", "plain_response"]
+__all__ = [
+    "ATTEMPT_PATH",
+    "StaticFile",
+    "answer",
+    "answer_not_found",
+    "attempt_handshake",
+    "cors_headers",
+    "is_attempt",
+    "is_attempt_path",
+    "is_upgrade",
+    "plain_response",
+]
 
 #: Longest path a static request may name; longer ones are refused before the disk is asked.
 MAX_PATH = 1024
+
+#: The built JavaScript client, served at these paths from the package's own files, with
+#: types named here (the guess for ``.ts`` would be a video).
+CLIENT_FILES = {
+    "/lexicons.js": ("lexicons.js", "text/javascript; charset=utf-8"),
+    "/lexicons.js.map": ("lexicons.js.map", "application/json"),
+    "/lexicons.d.ts": ("lexicons.d.ts", "text/plain; charset=utf-8"),
+}
+_CLIENT_FOLDER = Path(__file__).resolve().parent.parent / "client_js"
+
+#: Where the JavaScript client asks whether a failed handshake was refused or unreachable.
+ATTEMPT_PATH = "/lexicons.attempt"
+#: The probe's copy of the subprotocol offer: browsers may not set Sec-WebSocket-Protocol.
+ATTEMPT_OFFER = "Lexicons-Protocol"
 
 
 class StaticFile:
@@ -88,6 +116,8 @@ def answer(request: Request, static: Path | None) -> Response | StaticFile:
         return plain_response(400, "bad request path\n")
     if path == "/healthz":
         response = plain_response(200, "ok\n")
+    elif path in CLIENT_FILES:
+        return _client_file(*CLIENT_FILES[path], method == "HEAD")
     elif static is None:
         response = answer_not_found()
     else:
@@ -102,6 +132,54 @@ def answer(request: Request, static: Path | None) -> Response | StaticFile:
 
 
 _ALLOW = ("Allow", "GET, HEAD")
+
+
+def _client_file(name: str, content_type: str, head_only: bool) -> StaticFile:
+    path = _CLIENT_FOLDER / name
+    return _streamed(path, path.stat().st_size, content_type, head_only)
+
+
+def is_attempt_path(request: Request) -> bool:
+    """Whether a request names the probe's path (``/lexicons.attempt``)."""
+    return urlsplit(request.path).path == ATTEMPT_PATH
+
+
+def is_attempt(request: Request) -> bool:
+    """Whether a plain HTTP request is the client's probe (``GET /lexicons.attempt``)."""
+    return getattr(request, "method", "GET") == "GET" and is_attempt_path(request)
+
+
+def attempt_handshake(request: Request) -> Request:
+    """The handshake a probe stands for: its headers, cookies and query, with the
+    subprotocol offer it copied into ``Lexicons-Protocol``, so that the same checks see
+    the same credentials (and a ``Sec-WebSocket-Protocol`` it sent itself counts for none).
+    """
+    headers = Headers(
+        (name, value)
+        for name, value in request.headers.raw_items()
+        if name.lower() not in ("sec-websocket-protocol", ATTEMPT_OFFER.lower())
+    )
+    for value in request.headers.get_all(ATTEMPT_OFFER):
+        headers["Sec-WebSocket-Protocol"] = value
+    return Request(request.path, headers)
+
+
+def cors_headers(request: Request, preflight: bool) -> list[tuple[str, str]]:
+    """What lets a page of another origin read the probe's answer; the caller has checked
+    that its ``Origin`` is one the handshake admits. ``preflight``: the ``OPTIONS`` answer."""
+    origin = request.headers.get("Origin", "")
+    found = [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Vary", "Origin"),
+    ]
+    if preflight:
+        found += [
+            ("Access-Control-Allow-Methods", "GET"),
+            ("Access-Control-Allow-Headers", ATTEMPT_OFFER),
+            ("Access-Control-Max-Age", "600"),
+        ]
+    return found
 
 
 def _decoded_path(target: str) -> str | None:
@@ -144,6 +222,10 @@ def _file_answer(found: tuple[Path, int], head_only: bool) -> StaticFile:
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type.endswith("javascript"):
         content_type += "; charset=utf-8"
+    return _streamed(path, size, content_type, head_only)
+
+
+def _streamed(path: Path, size: int, content_type: str, head_only: bool) -> StaticFile:
     code = HTTPStatus.OK
     head = Response(code.value, code.phrase, _headers(content_type, size), b"")
     return StaticFile(head, None if head_only else path, size)

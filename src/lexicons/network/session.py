@@ -47,7 +47,7 @@ from websockets.protocol import OPEN as PROTOCOL_OPEN
 from websockets.server import ServerProtocol
 
 from .frames import binary_frame, text_frame
-from .http import StaticFile, answer_not_found, is_upgrade, plain_response
+from .http import StaticFile, answer_not_found, is_attempt, is_upgrade, plain_response
 
 __all__ = ["Application", "Limits", "Phase", "Port", "Session", "Work"]
 
@@ -151,6 +151,12 @@ class Application:
 
     def respond(self, request: Request) -> Response | StaticFile:
         """The answer to a plain HTTP request (not a WebSocket upgrade)."""
+        return answer_not_found()
+
+    def attempt(self, ws: Any, request: Request) -> Response | Awaitable[Response]:
+        """The answer to the client's probe (``GET /lexicons.attempt``): the status the
+        handshake it stands for would get, readable by a page. ``ws`` is then closed,
+        never admitted."""
         return answer_not_found()
 
     def message(self, ws: Any, data: bytes, text: bool) -> Sequence[Any]:
@@ -557,7 +563,9 @@ class Session:
         # nothing may be written after that end, so the request gets no answer.
         if self.proto.close_expected():
             return
-        if not is_upgrade(request):
+        upgrade = is_upgrade(request)
+        probe = not upgrade and is_attempt(request)
+        if not upgrade and not probe:
             answer = self.app.respond(request)
             if isinstance(answer, StaticFile):
                 self._streaming = answer.path is not None
@@ -571,7 +579,8 @@ class Session:
             return
         self.phase = ADMITTING
         self.ws = ws = self.app.connection(self, request)
-        verdict = self.app.admit(ws, request)
+        # A probe is admitted like a handshake and always answered with a response.
+        verdict = self.app.attempt(ws, request) if probe else self.app.admit(ws, request)
         if verdict is None or isinstance(verdict, Response):
             self._conclude(verdict, request)
         else:
