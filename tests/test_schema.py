@@ -550,6 +550,7 @@ def test_the_asyncapi_parser_accepts_every_document(tmp_path: Path) -> None:
 
 USAGE = """\
 import type { App, ErrorCode } from "./sink";
+import type { App as Hostile } from "./hostile";
 
 type S = App["signals"];
 type Payload<N extends keyof S> = S[N]["payload"];
@@ -601,6 +602,12 @@ export const team: Channel = "game:1:red";
 export const admins: Channel = "Admins";
 // @ts-expect-error no such signal
 export const nope: Payload<"nope"> = {};
+export const odd: Hostile["signals"]['say "hi"']["payload"] = { text: "x" };
+export const japanese: keyof Hostile["signals"] = "日本";
+export const quoted: keyof Hostile["channels"] & string = "q:7:`$";
+export const braced: keyof Hostile["channels"] & string = "a b`$anything";
+// @ts-expect-error the pattern's fixed part is `q:`
+export const unquoted: keyof Hostile["channels"] & string = "r:7:`$";
 export const code: ErrorCode = "rate_limited";
 export const own: ErrorCode = "not_in_room";
 """
@@ -622,5 +629,14 @@ def test_tsc_checks_calls_against_the_handlers_annotations(tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     # The same file without the expectations fails, once per expected error.
     (tmp_path / "usage.ts").write_text(USAGE.replace("// @ts-expect-error", "//"))
-    done = tsc(tmp_path, "sink.ts", "usage.ts")
+    done = tsc(tmp_path, "sink.ts", "hostile.ts", "usage.ts")
     assert done.stdout.count("error TS") == USAGE.count("@ts-expect-error")
+
+
+def test_the_excerpt_in_docs_schema_is_real_output() -> None:
+    page = (ROOT / "docs" / "schema.md").read_text()
+    namespace: dict[str, Any] = {"__name__": "docs_schema"}
+    exec(re.findall(r"^```python\n(.*?)^```", page, re.S | re.M)[0], namespace)
+    excerpt = re.findall(r"^```ts\n(.*?)^```", page, re.S | re.M)
+    assert len(excerpt) == 1 and excerpt[0].count("\n") > 30
+    assert excerpt[0] in namespace["declarations"]

@@ -22,7 +22,7 @@ from .contract import ERROR_CODES, REF_PREFIX, ChannelContract, Contract, Schema
 
 __all__ = ["declarations", "reserved_names", "ts_type"]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _PRIMITIVES = {"string": "string", "integer": "number", "number": "number"}
 _PRIMITIVES |= {"boolean": "boolean", "null": "null"}
 
@@ -44,7 +44,8 @@ def declarations(contract: Contract, *, title: str = "the application") -> str:
         f"// TypeScript declarations of {title}, written by `lexicons types`: do not edit.",
         "",
         "/** The codes of error frames: lexicons' own, or a handler's SignalError code. */",
-        f"export type ErrorCode = {_error_codes()};",
+        "export type ErrorCode =",
+        *_error_codes(),
     ]
     for name, schema in contract.schemas.items():
         lines += ["", *_declaration(names[name], schema, names)]
@@ -58,13 +59,13 @@ def reserved_names(schemas: Iterable[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     used = set(_TAKEN)
     ordered = sorted(schemas)
-    used |= {name for name in ordered if _IDENTIFIER.match(name)} - _TAKEN
+    used |= {name for name in ordered if _IDENTIFIER.fullmatch(name)} - _TAKEN
     for name in ordered:
-        if name not in _TAKEN and _IDENTIFIER.match(name):
+        if name not in _TAKEN and _IDENTIFIER.fullmatch(name):
             names[name] = name
             continue
         free = re.sub(r"[^A-Za-z0-9_$]", "_", name)
-        free = free if _IDENTIFIER.match(free) else "_" + free
+        free = free if _IDENTIFIER.fullmatch(free) else "_" + free
         while free in used:
             free += "_"
         used.add(free)
@@ -158,7 +159,7 @@ def _members(schema: Schema, names: Mapping[str, str], depth: int) -> list[str]:
 
 
 def _key(key: str) -> str:
-    return key if _IDENTIFIER.match(key) else json.dumps(key)
+    return key if _IDENTIFIER.fullmatch(key) else json.dumps(key)
 
 
 def _comment(text: str, depth: int) -> list[str]:
@@ -175,9 +176,9 @@ def _declaration(name: str, schema: Schema, names: Mapping[str, str]) -> list[st
     return [*lines, f"export type {name} = {body};"]
 
 
-def _error_codes() -> str:
-    codes = " | ".join(json.dumps(code) for code in sorted(ERROR_CODES))
-    return f"{codes} | (string & {{}})"
+def _error_codes() -> list[str]:
+    codes = [f"{_INDENT}| {json.dumps(code)}" for code in sorted(ERROR_CODES)]
+    return [*codes, f"{_INDENT}| (string & {{}});"]
 
 
 def _app(contract: Contract, names: Mapping[str, str]) -> list[str]:
