@@ -4,6 +4,7 @@ parser and by ``tsc``."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import json
@@ -20,6 +21,7 @@ import pytest
 from example_apps import EXAMPLES, load_example
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
 
 from lexicons import History, LexiconsError, Model, Response, Server, Signal
 from lexicons.cli import main
@@ -93,7 +95,7 @@ class App(msgspec.Struct):
 
 
 def kitchen_sink() -> Server:
-    app = Server()
+    app = Server(gate=any)
     app.channel("Lobby", join=True, presence=True)
     app.channel("Admins")
     app.channel("room:{id}", history=History(10, age=60), policy="drop", join=True)
@@ -109,7 +111,7 @@ def kitchen_sink() -> Server:
 
     @app.signal
     def move(ws: Any, move: Move) -> Response[Moved]:
-        return Response(Moved(ws.pk, move.to), "Lobby")
+        return Response(Moved(ws.pk, move.to), ["Lobby", "room:1"])
 
     @app.signal
     def shapes(items: list[Circle | Square], color: Color, level: Level) -> dict[str, float]:
@@ -255,7 +257,7 @@ def test_the_contract_of_the_kitchen_sink() -> None:
     token, login = contract.headers
     assert (token.name, token.text, token.value) == ("Token", True, {"type": "string"})
     assert (login.text, login.value) == (False, {"$ref": "#/components/schemas/LoginPayload"})
-    assert contract.gate == "all"
+    assert contract.gate == "any"
 
 
 def test_sync_and_async_handlers_have_the_same_contract() -> None:
@@ -283,7 +285,7 @@ def test_class_components_of_the_original_api() -> None:
         def execute(self, **kwargs: Any) -> None:
             pass
 
-    contract = contract_of(Server(Echo, Quiet, gate=any))
+    contract = contract_of(Server(Echo, Quiet, gate=lambda results: True))
     echo, quiet = contract.signals
     assert (echo.doc, echo.reply, quiet.reply, quiet.doc) == (
         "Say it back.",
@@ -293,7 +295,7 @@ def test_class_components_of_the_original_api() -> None:
     )
     assert echo.payload == {"$ref": "#/components/schemas/EchoPayload"}
     assert quiet.payload == {"type": "object"}  # **kwargs only: any object
-    assert contract.gate == "any"
+    assert contract.gate == "custom"
 
 
 def test_an_annotation_without_json_schema_names_its_signal() -> None:
@@ -640,3 +642,111 @@ def test_the_excerpt_in_docs_schema_is_real_output() -> None:
     excerpt = re.findall(r"^```ts\n(.*?)^```", page, re.S | re.M)
     assert len(excerpt) == 1 and excerpt[0].count("\n") > 30
     assert excerpt[0] in namespace["declarations"]
+
+
+# --- the document describes the wire: real frames meet its schemas ------------------------
+
+REQUESTS: list[dict[str, Any]] = [
+    {"$subscribe": {"channel": "Lobby"}},
+    {"$subscribe": {"channel": "room:1"}},
+    {"$presence": {"channel": "Lobby"}},
+    {"ping": {}},
+    {"add": {"a": 1}},
+    {"move": {"to": {"x": 1.5, "y": 2}, "speed": 3}},
+    {"shapes": {"items": [{"type": "square", "side": 1}], "color": "blue", "level": 2}},
+    {"grow": {"tree": {"value": 1, "children": [{"value": 2}]}}},
+    {"pick": {"choice": "a", "pair": [1, "x"], "tags": ["t"]}},
+    {"post": {"text": "hi"}},
+    {"either": {"flag": True}},
+    {"anything": {"x": [1], "y": 2}},
+    {"named": {"name": "n"}},
+    {"later": {}},  # raises: internal_error
+    {"nope": {}},  # unknown_signal
+    {"add": {"a": "x"}},  # invalid_payload
+    {"$unsubscribe": {"channel": "room:1"}},
+]
+#: The requests above that the server refuses, whose frames no schema describes.
+REFUSED = ({"later": {}}, {"nope": {}}, {"add": {"a": "x"}})
+
+
+def message_key(frame: dict[str, Any], signals: set[str], sent: bool) -> str:
+    """The key, under channels.socket.messages, of the message a frame is."""
+    if "Errors" in frame:
+        return "lexicons.Errors"
+    (name,) = set(frame) - {"ref", "channel", "offset"}
+    if name.startswith("$"):
+        notice = name in ("$join", "$leave", "$lagged")
+        return f"lexicons.{name[1:]}" + ("" if notice else ".request" if sent else ".reply")
+    assert name in signals
+    return f"{name}." + ("request" if sent else "reply" if "ref" in frame else "broadcast")
+
+
+async def wire_frames(app: Server) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The frames sent and received by a client that calls everything once."""
+    sent = [{**request, "ref": ref} for ref, request in enumerate(REQUESTS)]
+    sent.append({"add": {"a": 0}, "ref": "end"})
+    received: list[dict[str, Any]] = []
+
+    def done() -> bool:
+        # The last reply, and both broadcasts of `move` (to Lobby, and to room:1's history).
+        broadcasts = sum("move" in frame and "ref" not in frame for frame in received)
+        return {"add": 0, "ref": "end"} in received and broadcasts == 2
+
+    async with app.serve(host="127.0.0.1", port=0) as running:
+        async with connect(running.url + "?Token=ok") as ws:
+            await ws.send(json.dumps(sent))
+            while not done():
+                received.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+    return sent, received
+
+
+@NEEDS_NODE
+async def test_real_frames_meet_the_documents_schemas(tmp_path: Path) -> None:
+    app = kitchen_sink()
+    sent, received = await wire_frames(app)
+    signals = set(app.signals)
+    frames = [
+        {"message": message_key(frame, signals, sent=True), "frame": frame}
+        for frame in sent
+        if {k: v for k, v in frame.items() if k != "ref"} not in REFUSED
+    ]
+    frames += [
+        {"message": message_key(frame, signals, sent=False), "frame": frame} for frame in received
+    ]
+    seen = {item["message"] for item in frames}
+    assert {
+        "add.reply",
+        "move.broadcast",
+        "grow.reply",
+        "post.reply",
+        "shapes.reply",
+        "pick.reply",
+        "anything.reply",
+        "lexicons.Errors",
+        "lexicons.join",
+        "lexicons.subscribe.reply",
+        "lexicons.presence.reply",
+        "lexicons.unsubscribe.reply",
+        "ping.request",
+        "lexicons.subscribe.request",
+    } <= seen
+    assert "either.reply" not in seen and "ping.reply" not in seen  # None sends nothing
+    assert any("offset" in frame for frame in received)  # the history channel's broadcast
+    wrong = [
+        {"message": "add.reply", "frame": {"add": "three", "ref": 1}},
+        {"message": "move.broadcast", "frame": {"move": {"player": "p"}}},
+        {"message": "ping.request", "frame": {"ping": {"x": 1}}},
+        {"message": "pick.request", "frame": {"pick": {"choice": "a", "pair": [1], "tags": []}}},
+        {"message": "lexicons.Errors", "frame": {"Errors": []}},
+    ]
+    (tmp_path / "frames.json").write_text(
+        json.dumps({"document": asyncapi_document(app), "frames": frames + wrong})
+    )
+    script = str(ROOT / "tests" / "node" / "validate_frames.cjs")
+    checked = node(script, str(tmp_path / "frames.json"), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    results = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert len(results) == len(frames) + len(wrong)
+    for item, result in zip(frames, results, strict=False):
+        assert result["valid"], (item, result["errors"])
+    assert not any(result["valid"] for result in results[len(frames) :])

@@ -6,7 +6,7 @@ the framework's ``$`` messages are ``receive`` operations. Each declared lexicon
 (a pattern's placeholders as parameters) is an AsyncAPI channel too, holding the ``$join``,
 ``$leave`` and ``$lagged`` notices its options imply. Message payloads are whole frames
 (``{"say": {...}, "ref": ...}``); the types in them are msgspec's JSON Schema, under
-``components.schemas``. The credentials (headers) are security schemes of the server.
+``components.schemas``, in AsyncAPI's draft-07 dialect. The credentials (headers) are security schemes of the server.
 """
 
 from __future__ import annotations
@@ -90,21 +90,28 @@ def document(contract: Contract, *, title: str, host: str, protocol: str = "ws")
         schemes = {keys.of(h.name, "header."): _scheme(h) for h in contract.headers}
         document["components"]["securitySchemes"] = schemes
         server["security"] = [{"$ref": f"#/components/securitySchemes/{k}"} for k in schemes]
-    converted: dict[str, Any] = _discriminators(document)
+    converted: dict[str, Any] = _draft07(document)
     return converted
 
 
-def _discriminators(node: Any) -> Any:
-    """``node`` with msgspec's OpenAPI discriminators (``{"propertyName": ..., "mapping":
-    ...}``) in AsyncAPI's form, the property's name; the ``anyOf`` keeps the mapping."""
+def _draft07(node: Any) -> Any:
+    """``node`` with msgspec's JSON Schema (draft 2020-12, OpenAPI's discriminator) in
+    AsyncAPI's schema dialect, a superset of draft-07: a tuple's ``prefixItems`` become
+    ``items`` as a list, and a discriminator the name of its property (the ``anyOf``
+    it sits beside holds the variants)."""
     if isinstance(node, list):
-        return [_discriminators(item) for item in node]
+        return [_draft07(item) for item in node]
     if not isinstance(node, dict):
         return node
-    copy = {key: _discriminators(value) for key, value in node.items()}
+    copy = {key: _draft07(value) for key, value in node.items()}
     found = node.get("discriminator")
     if isinstance(found, dict) and {"propertyName", "mapping"} <= found.keys():
         copy["discriminator"] = found["propertyName"]
+    if isinstance(node.get("prefixItems"), list):
+        copy["items"] = copy.pop("prefixItems")
+        rest = node.get("items", True)
+        if rest is not True:
+            copy["additionalItems"] = _draft07(rest)
     return copy
 
 
