@@ -6,7 +6,8 @@ the framework's ``$`` messages are ``receive`` operations. Each declared lexicon
 (a pattern's placeholders as parameters) is an AsyncAPI channel too, holding the ``$join``,
 ``$leave`` and ``$lagged`` notices its options imply. Message payloads are whole frames
 (``{"say": {...}, "ref": ...}``); the types in them are msgspec's JSON Schema, under
-``components.schemas``, in AsyncAPI's draft-07 dialect. The credentials (headers) are security schemes of the server.
+``components.schemas``, in AsyncAPI's draft-07 dialect. The credentials (headers) are
+security schemes of the server.
 """
 
 from __future__ import annotations
