@@ -311,7 +311,9 @@ def test_the_console_script_without_arguments_prints_usage(command: list[str | P
     result = run_command(*command)
     assert result.returncode == 2
     assert result.stderr.startswith("usage: lexicons")
-    assert "name a command: lexicons {run,shell,migrate} path/to/app.py" in result.stderr
+    assert (
+        "name a command: lexicons {run,shell,migrate,schema,types} path/to/app.py" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

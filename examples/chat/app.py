@@ -213,7 +213,7 @@ def leave(ws: Connection, sv: Server, room: Name) -> dict[str, str]:
 
 
 @app.signal
-def say(ws: Connection, db: Database, room: Name, text: Text) -> Response:
+def say(ws: Connection, db: Database, room: Name, text: Text) -> Response[Message]:
     """Store a message and broadcast it to the room (the sender receives it too)."""
     if room not in ws.state["rooms"]:
         raise SignalError("not_in_room", f"join {room!r} before speaking there")

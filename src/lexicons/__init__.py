@@ -50,6 +50,7 @@ from .headers import Header
 from .history import History
 from .lifecycle import Running
 from .ratelimit import RateLimit
+from .schema import asyncapi_document, typescript_declarations
 from .server import Server
 from .settings import Settings
 from .signals import Response, Signal
@@ -98,4 +99,6 @@ __all__ = [
     "TaskError",
     "UnknownChannel",
     "UnknownSignal",
+    "asyncapi_document",
+    "typescript_declarations",
 ]

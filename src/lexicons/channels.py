@@ -398,6 +398,12 @@ class Channels(Mapping[str, Channel]):
     def __len__(self) -> int:
         return len(self._channels)
 
+    def declarations(self) -> list[Channel]:
+        """The channels and channel patterns the application declared (not those made
+        from a pattern): the named ones, then the patterns, each in declaration order."""
+        named = [channel for channel in self._channels.values() if channel._template is None]
+        return named + self._patterns
+
     def declared(self, name: str) -> tuple[Channel, dict[str, str]] | None:
         """The channel (or pattern) declaring ``name``, and the pattern's values."""
         channel = self._channels.get(name)

@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser("lexicons", target=True)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("name a command: lexicons {run,shell,migrate} path/to/app.py")
+        parser.error("name a command: lexicons {run,shell,migrate,schema,types} path/to/app.py")
     try:
         app, module = _load(args.target)
     except LexiconsError as exc:

@@ -1,4 +1,5 @@
-"""The commands of one application, ``run``, ``shell`` and ``migrate``, and their flags.
+"""The commands of one application (``run``, ``shell``, ``migrate``, ``schema``, ``types``)
+and their flags.
 
 ``python app.py ...`` (:meth:`Server.run`) and the ``lexicons`` console script
 (:mod:`lexicons.cli`, which first finds the app) both end here. Settings come from the
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import difflib
 import errno
+import json
 import logging
 import os
 import signal
@@ -30,6 +32,7 @@ from .layout import Statement, check_run_is_last
 from .lifecycle import Runnable, Running, run_hooks
 from .logs import configure_logging
 from .reloader import directories, relaunch_command, run_reloading, supervised
+from .schema import asyncapi_document, typescript_declarations
 from .settings import ENVIRONMENT, Settings, parse_bool
 from .workers import Worker, supervise
 
@@ -49,6 +52,8 @@ logger = logging.getLogger("lexicons")
 
 #: The settings each command takes as flags; ``run`` takes them all.
 _EVERY_COMMAND = ("data", "durable", "debug", "log_level", "log_format", "log_config")
+#: The settings of the commands that describe the app, rather than start it.
+_DESCRIBING = {"schema": ("host", "port", "protocol", "log_level"), "types": ("log_level",)}
 
 #: The help of each flag, by setting, in the order ``--help`` lists them.
 FLAGS: dict[str, str] = {
@@ -124,19 +129,24 @@ def build_parser(prog: str, *, target: bool) -> argparse.ArgumentParser:
         + ("." if target else "; without a command, serve it (as `run` does)."),
     )
     parser.add_argument("--version", action="version", version=f"lexicons {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,shell,migrate}")
     helps = {
         "run": "serve the application",
         "shell": "interactive shell with sv, db and the models, after on_start",
         "migrate": "bring stored data to the current models",
+        "schema": "write the AsyncAPI 3.0 document of the application (JSON)",
+        "types": "write the TypeScript declarations of the application, for the JS client",
     }
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(helps) + "}")
     for command, text in helps.items():
         sub = commands.add_parser(command, help=text, description=text)
         if target:
             sub.add_argument("target", help="path/to/app.py or package.module[:app]")
         for name, help_text in FLAGS.items():
-            if command == "run" or name in _EVERY_COMMAND:
+            if command == "run" or name in _DESCRIBING.get(command, _EVERY_COMMAND):
                 _add_flag(sub, name, help_text)
+        if command in _DESCRIBING:
+            sub.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+            sub.add_argument("--title", help="the application's name (default: its file's)")
     return parser
 
 
@@ -193,6 +203,9 @@ def dispatch(
     try:
         settings = settings_for(app, args, code)
         configure_logging(settings)
+        if args.command in WRITERS:
+            title = args.title or (source.stem if source is not None else "lexicons application")
+            return _write(WRITERS[args.command](app, settings, title), args.output)
         command: Callable[[App, Settings, Path | None], int] = COMMANDS[args.command]
         return command(app, settings, source)
     except LexiconsError as exc:
@@ -340,6 +353,32 @@ COMMANDS: dict[str, Callable[[App, Settings, Path | None], int]] = {
     "shell": _shell,
     "migrate": _migrate,
 }
+
+
+# schema and types
+
+
+def _schema(app: App, settings: Settings, title: str) -> str:
+    return json.dumps(asyncapi_document(app, title=title, settings=settings), indent=2) + "\n"
+
+
+def _types(app: App, settings: Settings, title: str) -> str:
+    return typescript_declarations(app, title=title)
+
+
+#: The commands that write a description of the application, to a file or stdout.
+WRITERS: dict[str, Callable[[App, Settings, str], str]] = {"schema": _schema, "types": _types}
+
+
+def _write(text: str, output: str | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _error(LexiconsError(f"--output: cannot write {output}: {exc.strerror}"))
+    return 0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

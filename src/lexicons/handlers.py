@@ -39,6 +39,8 @@ class Handler:
     inject: tuple[str, ...]
     #: Validates a payload and returns the keyword arguments for ``func``.
     payload: PayloadSpec
+    #: The return annotation, resolved; ``inspect.Signature.empty`` when there is none.
+    returns: Any = inspect.Signature.empty
 
     def call(self, kwargs: dict[str, Any], ws: Any, sv: Any, db: Any) -> Any:
         """Call the function with the validated payload plus what it asked to receive.
@@ -101,6 +103,28 @@ class PayloadSpec:
                     f"{owner}: unsupported parameter annotation: {exc}"
                 ) from exc
         self._json = msgspec.json.Decoder(self._struct)
+
+    @property
+    def struct(self) -> type[msgspec.Struct]:
+        """The Struct a payload decodes as: its JSON Schema is the payload's."""
+        return self._struct
+
+    @property
+    def named(self) -> bool:
+        """Whether that Struct is the user's own (the one parameter's annotation), not
+        one made from the parameters."""
+        return self._whole is not None
+
+    @property
+    def rows(self) -> tuple[type[msgspec.Struct], ...]:
+        """The Structs that new rows of models decode from: a model's fields but ``pk``,
+        which the server chooses (see :class:`ModelPayload`)."""
+        return tuple(shape.struct for shape in self._models.values())
+
+    @property
+    def takes_extra(self) -> bool:
+        """Whether fields beyond the declared ones reach the callable (``**kwargs``)."""
+        return self._extra
 
     def from_json(self, raw: bytes | msgspec.Raw) -> dict[str, Any]:
         """Validate a raw JSON payload; ``null`` counts as an empty object."""
@@ -319,7 +343,7 @@ def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True
             f"{name}: cannot resolve the parameter annotations ({exc}); define the types "
             "they name at module level, or import them there"
         ) from exc
-    hints.pop("return", None)
+    returns = hints.pop("return", inspect.Signature.empty)
     inject: list[str] = []
     params: list[inspect.Parameter] = []
     takes_extra = False
@@ -348,6 +372,7 @@ def inspect_handler(func: Callable[..., Any], name: str, *, payload: bool = True
         is_async=_is_async(func),
         inject=tuple(inject),
         payload=PayloadSpec(name, params, hints, takes_extra),
+        returns=returns,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import ConfigurationError, RegistrationError
 from .handlers import Handler, inspect_handler, resolve_component
@@ -26,21 +26,22 @@ from .ratelimit import RateLimit
 
 __all__ = ["Response", "Signal", "SignalRegistry"]
 
+P = TypeVar("P")
 
-class Response:
+
+class Response(Generic[P]):
     """A signal result broadcast to channels instead of replied to the sender.
 
     ``Response({"text": "hi"}, ["Public"])`` returned from signal ``shout`` sends
     ``{"shout": {"text": "hi"}}`` to every subscriber of ``Public``. ``key`` names what
     the broadcast is about (a player, a vehicle): a subscriber lagging on a ``conflate``
-    channel gets only the latest broadcast per key.
+    channel gets only the latest broadcast per key. Annotate a signal ``-> Response[T]``
+    to give its broadcasts a type (``lexicons schema`` and ``lexicons types`` read it).
     """
 
     __slots__ = ("payload", "channels", "key")
 
-    def __init__(
-        self, payload: Any, channels: Iterable[str] | str, key: str | None = None
-    ) -> None:
+    def __init__(self, payload: P, channels: Iterable[str] | str, key: str | None = None) -> None:
         self.payload = payload
         self.channels = [channels] if isinstance(channels, str) else list(channels)
         self.key = key
@@ -68,7 +69,7 @@ class Signal:
     def execute(self, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.execute is not defined")
 
-    def response(self, payload: Any, channels: Iterable[str] | str) -> Response:
+    def response(self, payload: Any, channels: Iterable[str] | str) -> Response[Any]:
         """A broadcast of ``payload`` to ``channels``, as ``{"<signal name>": payload}``."""
         return Response(payload, channels)
 
