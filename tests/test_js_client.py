@@ -129,3 +129,59 @@ def test_the_served_module_is_built_from_the_sources(tmp_path: Path) -> None:
     fresh, served = (json.loads((d / "lexicons.js.map").read_text()) for d in (tmp_path, BUILT))
     fresh.pop("sources"), served.pop("sources")  # relative to where each was written
     assert fresh == served, "lexicons.js.map is out of date: run `npx tsc` in clients/js"
+
+
+END_TO_END = """\
+import { Client } from "CLIENT";
+import type { App } from "./app.js";
+
+export async function typed(client: Client<App>): Promise<void> {
+  const sum: number = await client.call("add", { a: 1, b: 2 });
+  const me: string = await client.call("whoami", {});
+  await client.call("say", { room: "room:1", text: "hi" });
+  client.on("whoami", (name: string) => name.length);
+  client.subscribe("room:7");
+  // @ts-expect-error b is missing, as the handler's annotations say
+  await client.call("add", { a: 1 });
+  // @ts-expect-error a is an int
+  await client.call("add", { a: "1", b: 2 });
+  // @ts-expect-error add replies with an int
+  const text: string = await client.call("add", { a: 1, b: 2 });
+  // @ts-expect-error whoami takes no payload
+  await client.call("whoami", { who: 1 });
+  // @ts-expect-error no such signal
+  await client.call("nope", {});
+  void [sum, me, text];
+}
+"""
+
+
+def test_lexicons_types_checks_client_calls_end_to_end(tmp_path: Path) -> None:
+    # What a user does: generate the app's declarations, then type-check calls made with
+    # the client against them. Each marked line must be an error, and only those.
+    generated = subprocess.run(
+        [sys.executable, "-m", "lexicons", "types", str(ROOT / "tests/apps/js_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert generated.returncode == 0, generated.stderr
+    (tmp_path / "app.ts").write_text(generated.stdout)
+    usage = END_TO_END.replace("CLIENT", (JS / "src" / "lexicons.js").as_posix())
+    flags = ["--noEmit", "--strict", "--target", "es2022", "--module", "esnext"]
+    flags += ["--moduleResolution", "bundler", "--lib", "es2022,dom", "--types", ""]
+
+    def check(source: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "usage.ts").write_text(source)
+        return subprocess.run(
+            [str(TSC), *flags, "app.ts", "usage.ts"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    passed = check(usage)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    unmarked = check(usage.replace("// @ts-expect-error", "//"))
+    assert unmarked.stdout.count("error TS") == usage.count("@ts-expect-error"), unmarked.stdout
