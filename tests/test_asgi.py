@@ -460,7 +460,8 @@ def test_asgi_output_keeps_its_order_its_bound_and_its_end(
                 if session.is_open:
                     queued.append(("text", data.decode()) if text else ("bytes", data))
                 if kind == "send":
-                    session.send(data, text)
+                    session.binary = not text
+                    session.send(data)
                 elif session.writer is not None:
                     session.writer(text_frame(data) if text else binary_frame(data))
             assert session.unsent <= max_buffer + 600  # one message of any size besides

@@ -22,13 +22,15 @@ from websockets.http11 import Request, Response
 
 from .admission import Admission, admit_now
 from .channels import Channels
+from .codecs import codec_for
 from .connection import Connection, reply, reply_now
 from .durable import Gate, Unit
 from .errors import InvalidFrame, SignalError, StorageError
 from .handlers import Handler
+from .headers import request_subprotocol
 from .network.http import StaticFile, answer, plain_response
 from .network.session import Application, Session
-from .protocol import Dispatcher, decode_frame, encode_errors
+from .protocol import Dispatcher
 from .protocol import Request as Call
 from .ratelimit import AddressLimits, RateLimit
 from .security import Origins, Trust
@@ -42,7 +44,11 @@ __all__ = ["App", "ServerApplication", "invoke"]
 
 logger = logging.getLogger("lexicons")
 
-_BINARY = InvalidFrame("binary frames are not supported; send JSON text frames")
+_BINARY = InvalidFrame(
+    "binary frames are not supported; send JSON text frames, or offer the "
+    "lexicons.msgpack subprotocol to send MessagePack"
+)
+_TEXT = InvalidFrame("this connection speaks MessagePack (lexicons.msgpack): send binary frames")
 
 
 class App(Protocol):
@@ -129,6 +135,8 @@ class ServerApplication(Application):
 
     def connection(self, session: Session, request: Request) -> Connection:
         send = None if self.gate is None else partial(self.gate.emit, session.send)
+        codec = codec_for(request_subprotocol(request))
+        session.binary = codec.binary
         return Connection(
             session,
             session.port.peer(),
@@ -136,6 +144,7 @@ class ServerApplication(Application):
             request.headers,
             memberships=self.channels,
             send=send,
+            codec=codec,
         )
 
     def full(self) -> bool:
@@ -272,14 +281,15 @@ class ServerApplication(Application):
         return answer(request, self.static)
 
     def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
-        if not text:
-            reply_now(ws, encode_errors(None, _BINARY))
+        codec = ws.codec
+        if text == codec.binary:
+            reply_now(ws, codec.encode_errors(None, _TEXT if text else _BINARY))
             return ()
         try:
-            return decode_frame(data)
+            return codec.decode_frame(data)
         except SignalError as exc:
             # A frame-level error reports no change: it never waits for a commit.
-            reply_now(ws, encode_errors(None, exc))
+            reply_now(ws, codec.encode_errors(None, exc))
             return ()
 
     def dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
@@ -304,4 +314,4 @@ class ServerApplication(Application):
         logger.error("signal %s from %s not saved: %s", item.name, ws.pk, error)
         detail = f": {error}" if self.expose_errors else ""
         failure = SignalError("storage_error", f"the change could not be saved{detail}")
-        reply_now(ws, encode_errors(item.name, failure, item.ref))
+        reply_now(ws, ws.codec.encode_errors(item.name, failure, item.ref))
