@@ -164,3 +164,23 @@ async def test_the_python_client_speaks_msgpack() -> None:
                 "channel": "room:4",
                 "offset": 1,
             }
+
+
+@pytest.mark.parametrize("compression", [True, False])
+async def test_compressed_and_uncompressed_clients_side_by_side(compression: bool) -> None:
+    async with TestClient(wire_app(compression=compression)) as client:
+        peers = [
+            await connect(client, encoding, compression=compressed)
+            for encoding in ("json", "msgpack")
+            for compressed in (True, False)
+        ]
+        negotiated = [bool(peer.ws.protocol.extensions) for peer in peers]
+        assert negotiated == [compression, False, compression, False]
+        for peer in peers:
+            await peer.subscribe("room:5")
+        long = "position " * 200
+        for n, sender in enumerate(peers):
+            await sender.send("say", text=f"{n} {long}", room="5")
+            for peer in peers:
+                assert await peer.expect("say") == {"text": f"{n} {long}"}
+            assert await sender.call("echo", text=long) == {"text": long}

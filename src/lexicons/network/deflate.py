@@ -40,7 +40,10 @@ def negotiated_bits(extensions: Sequence[Any]) -> int:
     """
     for extension in extensions:
         if isinstance(extension, PerMessageDeflate) and extension.local_no_context_takeover:
-            return int(extension.local_max_window_bits or 15)
+            bits = int(extension.local_max_window_bits or 15)
+            # zlib deflates with a 512-byte window when asked for 256 (RFC 7692's 8 bits),
+            # which such a client may not inflate: it gets uncompressed messages.
+            return bits if bits > 8 else 0
     return 0
 
 
