@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from conftest import subscribed
 
 from lexicons import Client, History, Response, Server
 from lexicons.testing import Peer, TestClient
@@ -184,3 +185,29 @@ async def test_compressed_and_uncompressed_clients_side_by_side(compression: boo
             for peer in peers:
                 assert await peer.expect("say") == {"text": f"{n} {long}"}
             assert await sender.call("echo", text=long) == {"text": long}
+
+
+async def test_msgpack_and_json_subscribers_on_two_servers_sharing_redis(
+    redis_url: str, namespace: str, redis: Any
+) -> None:
+    settings = {"broker": redis_url, "broker_namespace": namespace, "compression": True}
+    async with (
+        TestClient(wire_app(**settings)) as a,
+        TestClient(wire_app(**settings)) as b,
+    ):
+        peers = [
+            await connect(a, "msgpack", compression=True),
+            await connect(a, "json"),
+            await connect(b, "msgpack"),
+            await connect(b, "json", compression=True),
+        ]
+        for peer in peers:
+            await peer.subscribe("room:6")
+        await subscribed(redis, f"{namespace}:room:6", 2)
+        for n in range(3):
+            await peers[n].send("say", text=f"across {n} " * 20, room="6")
+            for peer in peers:
+                message = await peer.expect("say")
+                assert message == {"text": f"across {n} " * 20}
+        offsets = {peer.positions["room:6"][1] for peer in peers}
+        assert offsets == {3}
