@@ -682,13 +682,21 @@ class Session:
 
     # --- output ---------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Frame and send one message: held until admission, dropped after the close."""
+    def send(self, data: bytes, text: bool | None = None) -> None:
+        """Frame and send one message: held until admission, dropped after the close.
+
+        It goes in the connection's kind of frame, or in a text (``text=True``) or binary
+        one, as an echo answers each message in its own kind.
+        """
         writer = self.writer
-        if writer is not None:
+        if writer is None:
+            if self._held is not None:
+                self._held.append(data)
+            return
+        if text is None or text is not self.binary:
             writer(self._frame(data))
-        elif self._held is not None:
-            self._held.append(data)
+        else:
+            writer(framer(self.flavour ^ 1)(data))
 
     def _update_writer(self) -> None:
         if self.phase is not OPEN or self._ended_output:
