@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 
 from websockets.frames import Opcode
 
@@ -55,8 +55,9 @@ def flavour(binary: bool, bits: int) -> int:
     return int(binary) | bits << 1
 
 
+@cache
 def framer(flavour: int) -> Callable[[bytes], bytes]:
-    """What frames one message for connections of ``flavour``."""
+    """What frames one message for connections of ``flavour`` (made once per flavour)."""
     first = _FIN_BINARY if flavour & 1 else _FIN_TEXT
     bits = flavour >> 1
     if bits:
