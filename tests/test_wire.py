@@ -211,3 +211,13 @@ async def test_msgpack_and_json_subscribers_on_two_servers_sharing_redis(
                 assert message == {"text": f"across {n} " * 20}
         offsets = {peer.positions["room:6"][1] for peer in peers}
         assert offsets == {3}
+
+
+async def test_a_compressed_message_over_max_size_closes_only_that_connection() -> None:
+    async with TestClient(wire_app(compression=True, max_size=64 * 1024)) as client:
+        bomb = await connect(client, "json", compression=True)
+        other = await connect(client, "msgpack", compression=True)
+        await bomb.send("echo", text="0" * 2**20)  # a few kilobytes once deflated
+        code, _ = await bomb.closed()
+        assert code == 1009
+        assert await other.call("echo", text="fine") == {"text": "fine"}

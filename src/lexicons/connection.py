@@ -62,7 +62,8 @@ class Connection:
 
     ``pk`` identifies it (a uuid4 string) in channels and in ``sv.connections``;
     ``auth`` is set by header functions at the handshake; ``state`` is a free dict for
-    application data. ``send`` and ``close`` never block: writes are queued on the socket.
+    application data; ``codec.name`` says what the client speaks (``"json"``, or
+    ``"msgpack"``). ``send`` and ``close`` never block: writes are queued on the socket.
     """
 
     __slots__ = (
