@@ -323,7 +323,7 @@ class Session:
         #: Called once output no longer waits (see when_drained).
         self._drained: list[Callable[[], Any]] | None = None
         #: Messages sent before the connection is admitted (by header functions).
-        self._held: list[bytes] | None = []
+        self._held: list[tuple[bytes, bool | None]] | None = []
         #: The protocol ended the stream; the end is written once nothing waits before it.
         self._eof_due = False
         self._streaming = False
@@ -627,8 +627,8 @@ class Session:
         self._frame = framer(self.flavour)
         self._update_writer()
         held, self._held = self._held, None
-        for data in held or ():
-            self._write(self._frame(data))
+        for data, text in held or ():
+            self._write(self._framed(data, text))
         pending = self.app.opened(self.ws)
         if pending is not None:
             self._start(pending)
@@ -689,14 +689,15 @@ class Session:
         one, as an echo answers each message in its own kind.
         """
         writer = self.writer
-        if writer is None:
-            if self._held is not None:
-                self._held.append(data)
-            return
+        if writer is not None:
+            writer(self._frame(data) if text is None else self._framed(data, text))
+        elif self._held is not None:
+            self._held.append((data, text))
+
+    def _framed(self, data: bytes, text: bool | None) -> bytes:
         if text is None or text is not self.binary:
-            writer(self._frame(data))
-        else:
-            writer(framer(self.flavour ^ 1)(data))
+            return self._frame(data)
+        return framer(self.flavour ^ 1)(data)
 
     def _update_writer(self) -> None:
         if self.phase is not OPEN or self._ended_output:
