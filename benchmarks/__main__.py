@@ -41,12 +41,19 @@ def main(argv: list[str] | None = None) -> int:
         help="re-runs of a run during which other processes used a core (default 1)",
     )
     parser.add_argument("--duration", type=float, help="seconds measured per run")
+    parser.add_argument(
+        "--text-size",
+        type=int,
+        help="characters of the message text, a location feed (default: a short sentence)",
+    )
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
     args = parser.parse_args(argv)
 
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.duration:
         sizes = Sizes(**{**sizes.__dict__, "duration": args.duration})
+    if args.text_size:
+        sizes = Sizes(**{**sizes.__dict__, "text_size": args.text_size})
     loops = args.loop or ["uvloop", "asyncio"]
     if args.quick and not args.loop:
         # One loop keeps the smoke short: uvloop when installed, as a deployment would.

@@ -6,8 +6,9 @@ once and written as the same bytes every time; frames it receives are never deco
 except the few a run checks for correctness. A :class:`Client` counts frames by their
 headers while a connection opens; in a measured window a :class:`Tally` takes over and
 counts them by bytes alone. There is no task and no future per message, only a callback
-per read. It speaks two dialects: lexicons' JSON objects, and Socket.IO events over
-Engine.IO 4.
+per read. It speaks lexicons' JSON objects (``json``), the same as MessagePack
+(``msgpack``) or with permessage-deflate negotiated (``deflate``), and Socket.IO events over
+Engine.IO 4 (``socketio``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from websockets.frames import Close, Frame, Opcode
 
-__all__ = ["Client", "Dialect", "Tally", "client_frame", "dialect", "frame_length"]
+__all__ = [
+    "Client",
+    "Deflated",
+    "Dialect",
+    "Tally",
+    "client_frame",
+    "dialect",
+    "frame_length",
+]
 
 _TEXT = 0x1
+_BINARY = 0x2
 _CLOSE = 0x8
+_RSV1 = 0x40
+
+
+class Deflated(bytes):
+    """A kept payload that arrived compressed (RSV1): its length is the wire's."""
+
+    def inflated(self) -> bytes:
+        return zlib.decompressobj(-15).decompress(bytes(self) + b"\x00\x00\xff\xff")
 
 
 def client_frame(payload: bytes, opcode: Opcode = Opcode.TEXT) -> bytes:
@@ -44,14 +64,19 @@ class Dialect:
     frame (for the correctness checks only).
     """
 
+    #: Extra handshake headers (a subprotocol, an extension offer).
+    headers = ""
+    #: The opcode of the frames it sends.
+    opcode = Opcode.TEXT
+
     def __init__(self, name: str, path: str, text: str) -> None:
         self.name = name
         self.path = path
         self.text = text
         self.frames = {
-            "Echo": client_frame(self.encode("Echo", {"text": text})),
-            "Subscribe": client_frame(self.encode("Subscribe", {"channel": "Room"})),
-            "Publish": client_frame(self.encode("Publish", {"text": text})),
+            "Echo": client_frame(self.encode("Echo", {"text": text}), self.opcode),
+            "Subscribe": client_frame(self.encode("Subscribe", {"channel": "Room"}), self.opcode),
+            "Publish": client_frame(self.encode("Publish", {"text": text}), self.opcode),
         }
 
     def encode(self, name: str, payload: Any) -> bytes:
@@ -59,6 +84,8 @@ class Dialect:
 
     def decode(self, data: bytes) -> tuple[str, Any]:
         """``(name, payload)`` of a received message."""
+        if isinstance(data, Deflated):
+            data = data.inflated()
         ((name, payload),) = msgspec.json.decode(data).items()
         return name, payload
 
@@ -74,8 +101,30 @@ class Dialect:
             f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {_KEY}\r\nSec-WebSocket-Version: 13\r\n"
-            "Token: bench-token\r\n\r\n"
+            f"Token: bench-token\r\n{self.headers}\r\n"
         ).encode()
+
+
+class MessagePack(Dialect):
+    """lexicons' messages as MessagePack in binary frames (the ``lexicons.msgpack``
+    subprotocol)."""
+
+    headers = "Sec-WebSocket-Protocol: lexicons.msgpack\r\n"
+    opcode = Opcode.BINARY
+
+    def encode(self, name: str, payload: Any) -> bytes:
+        return msgspec.msgpack.encode({name: payload})
+
+    def decode(self, data: bytes) -> tuple[str, Any]:
+        ((name, payload),) = msgspec.msgpack.decode(data).items()
+        return name, payload
+
+
+class Deflate(Dialect):
+    """lexicons' JSON with permessage-deflate offered: the server compresses what it
+    sends (this client sends uncompressed frames, which the extension allows)."""
+
+    headers = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
 
 
 class SocketIO(Dialect):
@@ -103,12 +152,32 @@ class SocketIO(Dialect):
         raise ValueError(f"unexpected Socket.IO opening frame {data[:60]!r}")
 
 
+def feed_text(size: int) -> str:
+    """``size`` characters of a location feed (ids and coordinates, fixed seed): text that
+    compresses as such feeds do, neither random nor one pattern repeated."""
+    rng = random.Random(14)
+    parts: list[str] = []
+    length = 0
+    while length < size:
+        part = (
+            f"id={rng.randrange(1000)} lat={rng.uniform(48, 49):.5f} lon={rng.uniform(2, 3):.5f};"
+        )
+        parts.append(part)
+        length += len(part)
+    return "".join(parts)[:size]
+
+
 def dialect(name: str, text: str = "hello, this is a benchmark message") -> Dialect:
-    """The dialect called ``name`` (``"json"`` or ``"socketio"``), sending ``text``."""
+    """The dialect called ``name`` (``json``, ``msgpack``, ``deflate`` or ``socketio``),
+    sending ``text``."""
     if name == "socketio":
         return SocketIO(name, "/socket.io/?EIO=4&transport=websocket", text)
     if name == "json":
         return Dialect(name, "/", text)
+    if name == "msgpack":
+        return MessagePack(name, "/", text)
+    if name == "deflate":
+        return Deflate(name, "/", text)
     raise ValueError(f"unknown dialect {name!r}")
 
 
@@ -203,12 +272,15 @@ class Client(asyncio.Protocol):
             end = start + length
             if end > n:
                 break
-            if buf[pos] & 0x0F != _TEXT or self.stage is not _OPEN:
-                self._special(buf[pos] & 0x0F, buf[start:end])
+            first = buf[pos]
+            opcode = first & 0x0F
+            if (opcode != _TEXT and opcode != _BINARY) or self.stage is not _OPEN:
+                self._special(opcode, buf[start:end])
             else:
                 count += 1
                 if self.keep:
-                    self.kept.append(buf[start:end])
+                    payload = buf[start:end]
+                    self.kept.append(Deflated(payload) if first & _RSV1 else payload)
             pos = end
         self.buffer = buf[pos:] if pos < n else b""
         if count and self.on_frames is not None:

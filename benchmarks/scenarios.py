@@ -57,6 +57,9 @@ class Sizes:
     connect_concurrency: int = 100
     warmup: float = 0.3
     duration: float = 1.5
+    #: Characters of the message text (a location feed, see ``client.feed_text``);
+    #: 0 keeps the short default message.
+    text_size: int = 0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -259,7 +262,8 @@ async def echo(server: ServerProcess, dialect: Dialect, sizes: Sizes) -> Result:
             await load.stop()
             await asyncio.sleep(SETTLE)
         complete(tallies)
-        return {"clients": len(clients), **measured(window, load.done, load.latencies)}
+        result = measured(window, load.done, load.latencies)
+        return {"clients": len(clients), "frame_bytes": frame_length(len(reply)), **result}
     finally:
         close_all(clients)
 
@@ -358,7 +362,13 @@ def fanout(members: int) -> Run:
                 await asyncio.sleep(SETTLE)
             complete(tallies)
             result = measured(window, load.total, load.latencies)
-            return {"subscribers": members, "broadcasts": load.completed, **result}
+            frame_bytes = frame_length(len(first))
+            return {
+                "subscribers": members,
+                "broadcasts": load.completed,
+                "frame_bytes": frame_bytes,
+                **result,
+            }
         finally:
             close_all(clients)
 

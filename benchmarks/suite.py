@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import dialect
+from .client import dialect, feed_text
 from .harness import ServerProcess, cores, machine, pin, raise_fd_limit, summarize, versions
 from .scenarios import Scenario, Sizes, scenarios
 from .targets import TARGETS, Target, loop_factory, missing
@@ -162,7 +162,8 @@ def _one(
     runner: asyncio.Runner, server: ServerProcess, target: Target, scenario: Scenario, sizes: Sizes
 ) -> dict[str, Any]:
     began = time.monotonic()
-    result = runner.run(scenario.run(server, dialect(target.dialect), sizes))
+    speaker = dialect(target.dialect, feed_text(sizes.text_size)) if sizes.text_size else None
+    result = runner.run(scenario.run(server, speaker or dialect(target.dialect), sizes))
     if not server.alive():
         raise RuntimeError(f"{target.name} died during {scenario.name}")
     return {

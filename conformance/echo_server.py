@@ -2,6 +2,8 @@
 
 Serves on 127.0.0.1:PORT (0 picks a free port) and sends every text and binary message back
 unchanged, in its own type. Prints ``serving on ws://127.0.0.1:PORT`` once it listens.
+``echo_server.py PORT --compression`` negotiates permessage-deflate, as a server with
+``compression=True`` does.
 
 It is the network layer a lexicons server runs, with another application: the session's
 :class:`~lexicons.network.session.Application` seam, here answering each message with
@@ -32,8 +34,10 @@ class Echo(Application):
         return ()
 
 
-async def serve(port: int) -> None:
-    settings = Settings(host="127.0.0.1", port=port, debug=False, max_size=MAX_SIZE).checked()
+async def serve(port: int, compression: bool) -> None:
+    settings = Settings(
+        host="127.0.0.1", port=port, debug=False, max_size=MAX_SIZE, compression=compression
+    ).checked()
     server = await listen(Hub(Echo(), settings), settings.host, port)
     bound = server.sockets[0].getsockname()[1]
     print(f"serving on ws://{settings.host}:{bound}", flush=True)
@@ -42,11 +46,12 @@ async def serve(port: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or not argv[1].isdigit():
-        print("usage: echo_server.py PORT  (0: a free port)", file=sys.stderr)
+    compression = argv[2:] == ["--compression"]
+    if len(argv) != 2 + compression or not argv[1].isdigit():
+        print("usage: echo_server.py PORT [--compression]  (0: a free port)", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(int(argv[1])))
+        asyncio.run(serve(int(argv[1]), compression))
     except KeyboardInterrupt:
         pass
     return 0

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from conftest import Process, asgi_server, eventually
 from hypothesis import given, settings
@@ -109,6 +110,27 @@ async def test_signals_channels_and_hooks_under_uvicorn(tmp_path: Path) -> None:
 
 async def _now(value: bool) -> bool:
     return value
+
+
+async def test_msgpack_and_json_clients_under_uvicorn(tmp_path: Path) -> None:
+    app = chat_app(tmp_path)
+    async with asgi_server(app.asgi) as url:
+        packed = await open_connection(url, encoding="msgpack")
+        async with packed, await open_connection(url) as plain:
+            assert packed.subprotocol == "lexicons.msgpack"
+            await packed.send(msgspec.msgpack.encode({"echo": {"text": "hi"}, "ref": 1}))
+            assert msgspec.msgpack.decode(await packed.recv()) == {
+                "echo": {"text": "hi"},
+                "ref": 1,
+            }
+            await packed.send("{}")
+            assert msgspec.msgpack.decode(await packed.recv())["Errors"][0]["code"] == (
+                "invalid_frame"
+            )
+            await plain.send(json.dumps({"say": {"text": "to all"}}))
+            expected = {"say": {"from": None, "text": "to all"}}
+            assert msgspec.msgpack.decode(await packed.recv()) == expected
+            assert json.loads(await plain.recv()) == expected
 
 
 async def test_requests_run_one_at_a_time_with_replies_in_order(tmp_path: Path) -> None:
@@ -460,7 +482,8 @@ def test_asgi_output_keeps_its_order_its_bound_and_its_end(
                 if session.is_open:
                     queued.append(("text", data.decode()) if text else ("bytes", data))
                 if kind == "send":
-                    session.send(data, text)
+                    session.binary = not text
+                    session.send(data)
                 elif session.writer is not None:
                     session.writer(text_frame(data) if text else binary_frame(data))
             assert session.unsent <= max_buffer + 600  # one message of any size besides

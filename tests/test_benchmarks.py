@@ -19,12 +19,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.client import Client, dialect
+from benchmarks.client import Client, Deflated, dialect, feed_text
 from benchmarks.harness import cpu_seconds, rss_bytes, summarize
 from benchmarks.scenarios import percentiles
 from benchmarks.suite import summarize_runs
 from benchmarks.targets import TARGETS, missing
-from lexicons.network.frames import text_frame
+from lexicons.network.frames import binary_frame, flavour, framer, text_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"echo", "fanout-20", "churn", "idle"}
@@ -105,9 +105,21 @@ async def test_client_keeps_payloads_when_asked() -> None:
 
 
 def test_dialects_decode_what_they_encode() -> None:
-    for name in ("json", "socketio"):
+    for name in ("json", "msgpack", "deflate", "socketio"):
         speaker = dialect(name)
         assert speaker.decode(speaker.encode("Echo", {"text": "hi"})) == ("Echo", {"text": "hi"})
+
+
+async def test_client_counts_binary_and_keeps_compressed_frames_marked() -> None:
+    client = opened(Counter())
+    client.keep = True
+    message = b'{"Publish":{"text":"' + feed_text(300).encode() + b'"}}'
+    compressed = framer(flavour(False, 15))(message)
+    client.data_received(binary_frame(b"\x81\xa1a\x01") + compressed)
+    packed, deflated = client.kept
+    assert packed == b"\x81\xa1a\x01" and not isinstance(packed, Deflated)
+    assert isinstance(deflated, Deflated) and len(deflated) < len(message)
+    assert dialect("deflate").decode(deflated) == ("Publish", {"text": feed_text(300)})
 
 
 def test_process_accounting_reads_this_process() -> None:

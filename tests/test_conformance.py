@@ -39,6 +39,17 @@ async def test_the_servers_echo_each_message_in_its_own_type(
         assert await ws.recv() == b"fragmented"
 
 
+async def test_the_echo_with_compression_answers_compressed(process: type[Process]) -> None:
+    server = process(sys.executable, HARNESS / "echo_server.py", "0", "--compression")
+    assert server.popen.stdout is not None
+    announced = server.popen.stdout.readline().split()
+    async with connect(announced[2], compression="deflate", max_size=None) as ws:
+        assert ws.protocol.extensions, "permessage-deflate was not negotiated"
+        for message in ["héllo " * 100, b"\x00\xff" * 300, "", b""]:
+            await ws.send(message)
+            assert await ws.recv() == message
+
+
 def write_report(
     tmp_path: Path, cases: dict[str, tuple[str, str]], agent: str = "lexicons"
 ) -> Path:

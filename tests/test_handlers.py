@@ -289,3 +289,51 @@ def test_a_model_hidden_in_a_container_is_refused_at_registration() -> None:
     for handler in (listed, wrapped):
         with pytest.raises(RegistrationError, match="would let the client choose its pk"):
             inspect_handler(handler, "H")
+
+
+class _Place(msgspec.Struct):
+    x: float
+    y: float
+
+
+def _typed(text: str, count: int = 1, tags: list[str] | None = None) -> None: ...
+
+
+def _whole(place: _Place) -> None: ...
+
+
+def _extra(text: str, **rest: Any) -> None: ...
+
+
+payload_values = (
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-9, 9) | st.text(max_size=4)
+)
+payloads = (
+    st.none()
+    | st.lists(payload_values, max_size=2)
+    | st.dictionaries(
+        st.sampled_from(["text", "count", "tags", "x", "y", "other"]),
+        payload_values | st.lists(st.text(max_size=3), max_size=2),
+        max_size=4,
+    )
+)
+
+
+def _outcome(decode: Any, raw: bytes) -> Any:
+    try:
+        return decode(raw)
+    except InvalidPayload as exc:
+        return exc.code
+
+
+@given(st.sampled_from([_typed, _whole, _extra]), payloads)
+def test_a_msgpack_payload_decodes_as_the_same_json_payload_does(func: Any, value: Any) -> None:
+    spec = inspect_handler(func, "h").payload
+    from_json = _outcome(spec.from_json, msgspec.json.encode(value))
+    assert _outcome(spec.from_msgpack, msgspec.msgpack.encode(value)) == from_json
+
+
+def test_a_malformed_msgpack_payload_is_invalid_payload() -> None:
+    spec = inspect_handler(_typed, "h").payload
+    with pytest.raises(InvalidPayload):
+        spec.from_msgpack(b"\xc1")

@@ -8,8 +8,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from test_network_session import Harness
 from websockets.datastructures import Headers
 
+from lexicons.broadcasts import Broadcast
 from lexicons.connection import Connection
-from lexicons.network.frames import text_frame
 from lexicons.network.session import Limits
 from lexicons.policies import Conflate, Drop
 
@@ -35,16 +35,16 @@ def test_drop_writes_to_those_keeping_up_and_counts_for_the_lagging() -> None:
     reports: list[tuple[str, int]] = []
     policy = Drop(lambda ws, n: reports.append((ws.pk, n)))
     (fast_h, fast), (slow_h, slow) = subscriber(), subscriber()
-    policy.deliver([fast, slow], text_frame(b"1"), None)
+    policy.deliver([fast, slow], Broadcast(b"1"), None)
     slow_h.session.pause_writing()
     for n in (2, 3, 4):
-        policy.deliver([fast, slow], text_frame(b"%d" % n), None)
+        policy.deliver([fast, slow], Broadcast(b"%d" % n), None)
     assert received(fast_h) == ["1", "2", "3", "4"]
     assert policy.lagging(slow.pk) == 3 and reports == []
     slow_h.session.resume_writing()
     assert reports == [(slow.pk, 3)]
     assert policy.lagging(slow.pk) == 0
-    policy.deliver([fast, slow], text_frame(b"5"), None)
+    policy.deliver([fast, slow], Broadcast(b"5"), None)
     assert received(slow_h) == ["1", "5"]
 
 
@@ -53,7 +53,7 @@ def test_drop_forgets_a_subscriber_that_left() -> None:
     policy = Drop(lambda ws, n: reports.append(n))
     h, ws = subscriber()
     h.session.pause_writing()
-    policy.deliver([ws], text_frame(b"x"), None)
+    policy.deliver([ws], Broadcast(b"x"), None)
     policy.forget(ws.pk)
     h.session.resume_writing()
     assert reports == []
@@ -64,7 +64,7 @@ def test_conflate_keeps_the_latest_per_key_for_a_lagging_subscriber() -> None:
     (fast_h, fast), (slow_h, slow) = subscriber(), subscriber()
     slow_h.session.pause_writing()
     for key, value in [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2)]:
-        policy.deliver([fast, slow], text_frame(b"%s%d" % (key.encode(), value)), key)
+        policy.deliver([fast, slow], Broadcast(b"%s%d" % (key.encode(), value)), key)
     assert received(fast_h) == ["a1", "b1", "a2", "c1", "b2"]
     assert received(slow_h) == []
     slow_h.session.resume_writing()
@@ -76,7 +76,7 @@ def test_conflate_without_keys_keeps_only_the_latest() -> None:
     h, ws = subscriber()
     h.session.pause_writing()
     for n in range(5):
-        policy.deliver([ws], text_frame(b"%d" % n), None)
+        policy.deliver([ws], Broadcast(b"%d" % n), None)
     h.session.resume_writing()
     assert received(h) == ["4"]
 
@@ -86,7 +86,7 @@ def test_conflate_cuts_off_a_subscriber_past_its_limit() -> None:
     h, ws = subscriber()
     h.session.pause_writing()
     for n in range(20):  # 20 keys of 100 bytes
-        policy.deliver([ws], text_frame(b"x" * 100), f"k{n}")
+        policy.deliver([ws], Broadcast(b"x" * 100), f"k{n}")
     assert h.port.aborted
     assert policy.waiting(ws.pk) == []
 
@@ -110,7 +110,7 @@ class PolicyMachine(RuleBasedStateMachine):
     def publish(self, key: str) -> None:
         n = len(self.published)
         self.published.append((key, n))
-        frame = text_frame(b"%s:%d" % (key.encode(), n))
+        frame = Broadcast(b"%s:%d" % (key.encode(), n))
         self.drop.deliver([self.drop_ws], frame, key)
         self.conflate.deliver([self.conflate_ws], frame, key)
         if self.congested:

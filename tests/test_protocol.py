@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lexicons.codecs import JSON, MSGPACK, Codec
 from lexicons.errors import InvalidFrame, InvalidJSON, SignalError
 from lexicons.protocol import (
     Dispatcher,
@@ -283,3 +284,57 @@ def test_protocol_layer_does_no_io() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 0
         }
         assert not imported & {"asyncio", "socket", "ssl", "selectors"}, name
+
+
+# the same requests in MessagePack
+
+
+class Wire:
+    """Collects raw replies, decoded in the encoding each arrived in."""
+
+    def __init__(self) -> None:
+        self.replies: list[bytes] = []
+        self.broadcasts: list[bytes] = []
+
+
+def _dispatch_in(codec: Codec, value: Any) -> tuple[list[Any], list[Any]]:
+    signals = SignalRegistry()
+    signals.add(lambda text: {"text": text}, "Echo")
+    signals.add(lambda x, y: Move(x + 1, y + 1), "Step")
+    signals.add(lambda text: Response({"text": text}, "Public"), "Shout")
+    wire = Wire()
+    d = Dispatcher(
+        signals,
+        sv=None,
+        db=None,
+        debug=False,
+        reply=lambda ws, data: wire.replies.append(data),
+        publish=lambda channels, data, key=None: wire.broadcasts.append(data),
+    )
+    encoded = msgspec.msgpack.encode(value) if codec.binary else msgspec.json.encode(value)
+    try:
+        requests = codec.decode_frame(encoded)
+    except SignalError as exc:
+        return [exc.code], []
+    for request in requests:
+        d.dispatch(request, FakeWS())
+    decode = msgspec.msgpack.decode if codec.binary else msgspec.json.decode
+    # Broadcasts are JSON whatever the request's encoding: the channels re-encode them.
+    return [decode(r) for r in wire.replies], [msgspec.json.decode(b) for b in wire.broadcasts]
+
+
+request_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "Echo": st.fixed_dictionaries({}, optional={"text": json_values}),
+        "Step": st.fixed_dictionaries({}, optional={"x": st.integers(-9, 9), "y": json_values}),
+        "Shout": st.fixed_dictionaries({"text": st.text()}),
+        "Nope": json_values,
+        "ref": json_values,
+    },
+)
+
+
+@given(st.one_of(request_values, st.lists(request_values, max_size=3), json_values))
+def test_a_request_gets_the_same_answer_in_msgpack_as_in_json(value: Any) -> None:
+    assert _dispatch_in(MSGPACK, value) == _dispatch_in(JSON, value)

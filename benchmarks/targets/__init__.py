@@ -5,7 +5,8 @@
 Every target speaks the same application protocol: ``Echo`` replies to the sender,
 ``Subscribe`` joins the channel :data:`ROOM` and answers, ``Publish`` broadcasts to
 :data:`ROOM`. The lexicons-style targets speak it as JSON objects
-(``{"Echo": {"text": ...}}``); python-socketio speaks it as Socket.IO events
+(``{"Echo": {"text": ...}}``), ``lexicons-msgpack`` as the same in MessagePack,
+``lexicons-deflate`` as JSON with permessage-deflate; python-socketio speaks it as Socket.IO events
 (``42["Echo", {"text": ...}]``). Every handshake carries the header ``Token`` and every
 target checks it (and the lexicons target also its trust list and gate). Keepalive pings
 are off everywhere: the client does not answer them, and they cost nothing per message.
@@ -33,7 +34,8 @@ class Target:
     name: str
     #: Module under ``benchmarks.targets`` whose ``main(loop, variant)`` runs it.
     module: str
-    #: ``"json"`` (lexicons' wire protocol) or ``"socketio"`` (Engine.IO 4 over WebSocket).
+    #: ``"json"`` (lexicons' wire protocol), ``"msgpack"`` (the same as MessagePack),
+    #: ``"deflate"`` (JSON, compressed), or ``"socketio"`` (Engine.IO 4 over WebSocket).
     dialect: str
     #: What the table calls it.
     label: str
@@ -62,6 +64,14 @@ TARGETS: dict[str, Target] = {
             "lexicons (ASGI, uvicorn)",
             requires=("uvicorn",),
             variant="asgi",
+        ),
+        Target("lexicons-msgpack", "lexicons_app", "msgpack", "lexicons (MessagePack)"),
+        Target(
+            "lexicons-deflate",
+            "lexicons_app",
+            "deflate",
+            "lexicons (permessage-deflate)",
+            variant="compression",
         ),
         Target("raw", "raw", "json", "raw websockets (msgspec)", variant="msgspec"),
         Target("raw-json", "raw", "json", "raw websockets (json)", variant="json"),

@@ -41,13 +41,14 @@ def Publish(text: str) -> Response:
 
 
 async def main(variant: str) -> None:
-    """Serve the app: on lexicons' listener, with metrics on (``metrics``), or as an ASGI
-    application on uvicorn (``asgi``), as the python-socketio target runs there."""
+    """Serve the app: on lexicons' listener, with metrics on (``metrics``) or compression
+    on (``compression``), or as an ASGI application on uvicorn (``asgi``), as the
+    python-socketio target runs there. MessagePack needs no variant: clients choose it."""
     if variant == "asgi":
         await _uvicorn()
         return
-    metrics = variant == "metrics"
-    async with app.serve(host="127.0.0.1", port=0, ping_interval=None, metrics=metrics) as running:
+    options = {"metrics": variant == "metrics", "compression": variant == "compression"}
+    async with app.serve(host="127.0.0.1", port=0, ping_interval=None, **options) as running:
         announce(running.port)
         await asyncio.Event().wait()
 

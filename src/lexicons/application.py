@@ -22,10 +22,12 @@ from websockets.http11 import Request, Response
 
 from .admission import Admission, admit_now
 from .channels import Channels
+from .codecs import codec_for
 from .connection import Connection, reply, reply_now
 from .durable import Gate, Unit
 from .errors import InvalidFrame, SignalError, StorageError
 from .handlers import Handler
+from .headers import request_subprotocol
 from .network.http import (
     StaticFile,
     answer,
@@ -35,7 +37,7 @@ from .network.http import (
     plain_response,
 )
 from .network.session import Application, Session
-from .protocol import Dispatcher, decode_frame, encode_errors
+from .protocol import Dispatcher
 from .protocol import Request as Call
 from .ratelimit import AddressLimits, RateLimit
 from .security import Origins, Trust
@@ -49,7 +51,11 @@ __all__ = ["App", "ServerApplication", "invoke"]
 
 logger = logging.getLogger("lexicons")
 
-_BINARY = InvalidFrame("binary frames are not supported; send JSON text frames")
+_BINARY = InvalidFrame(
+    "binary frames are not supported; send JSON text frames, or offer the "
+    "lexicons.msgpack subprotocol to send MessagePack"
+)
+_TEXT = InvalidFrame("this connection speaks MessagePack (lexicons.msgpack): send binary frames")
 
 
 class App(Protocol):
@@ -136,6 +142,8 @@ class ServerApplication(Application):
 
     def connection(self, session: Session, request: Request) -> Connection:
         send = None if self.gate is None else partial(self.gate.emit, session.send)
+        codec = codec_for(request_subprotocol(request))
+        session.binary = codec.binary
         return Connection(
             session,
             session.port.peer(),
@@ -143,6 +151,7 @@ class ServerApplication(Application):
             request.headers,
             memberships=self.channels,
             send=send,
+            codec=codec,
         )
 
     def full(self) -> bool:
@@ -312,14 +321,15 @@ class ServerApplication(Application):
         return self._origins.admits(origin[0], host[0] if host else None, self._secure)
 
     def message(self, ws: Connection, data: bytes, text: bool) -> Sequence[Any]:
-        if not text:
-            reply_now(ws, encode_errors(None, _BINARY))
+        codec = ws.codec
+        if text == codec.binary:
+            reply_now(ws, codec.encode_errors(None, _TEXT if text else _BINARY))
             return ()
         try:
-            return decode_frame(data)
+            return codec.decode_frame(data)
         except SignalError as exc:
             # A frame-level error reports no change: it never waits for a commit.
-            reply_now(ws, encode_errors(None, exc))
+            reply_now(ws, codec.encode_errors(None, exc))
             return ()
 
     def dispatch(self, item: Call, ws: Connection) -> Coroutine[Any, Any, None] | None:
@@ -344,4 +354,4 @@ class ServerApplication(Application):
         logger.error("signal %s from %s not saved: %s", item.name, ws.pk, error)
         detail = f": {error}" if self.expose_errors else ""
         failure = SignalError("storage_error", f"the change could not be saved{detail}")
-        reply_now(ws, encode_errors(item.name, failure, item.ref))
+        reply_now(ws, ws.codec.encode_errors(item.name, failure, item.ref))

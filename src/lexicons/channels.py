@@ -15,8 +15,9 @@
 
     sv.broadcast({"notice": "hello"}, ["Public"])        # or sv.channels["Public"].broadcast(...)
 
-A broadcast is encoded once and framed once (:func:`broadcast_frame`), then the same
-bytes are written to every local subscriber's socket without waiting for any of them.
+A broadcast is encoded once and framed once per flavour of subscriber (:func:`broadcast_frame`:
+JSON or MessagePack, compressed or not), then the same bytes are written to every local
+subscriber of that flavour without waiting for any of them.
 
 A channel may keep **history**: its publications are numbered, frames carry ``channel``
 and ``offset``, and a client that reconnects recovers what it missed. It may keep
@@ -51,11 +52,11 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 import msgspec
 from typing_extensions import Unpack
 
-from .connection import Connection, cut_off, deliver
+from .broadcasts import Broadcast
+from .connection import Connection, cut_off, deliver, deliver_all
 from .errors import LexiconsError, RegistrationError
 from .handlers import INJECTED, Handler, inspect_handler
 from .history import History, Timeline
-from .network.frames import text_frame
 from .patterns import ChannelPattern, is_pattern
 from .policies import POLICIES, Conflate, Drop, Policy
 from .protocol import encode
@@ -85,12 +86,12 @@ class ChannelOptions(TypedDict, total=False):
 Answer = Callable[[str, int, bool], None]
 
 
-def broadcast_frame(data: bytes, channel: str | None = None, offset: int = 0) -> bytes:
-    """The frame of one broadcast, built once for all its subscribers.
+def broadcast_frame(data: bytes, channel: str | None = None, offset: int = 0) -> Broadcast:
+    """The frames of one broadcast, built once per flavour for all its subscribers.
 
     This is the one place a broadcast becomes bytes on the wire. ``data`` is the encoded
-    message (a JSON object); on a history channel (``channel`` given) the frame carries
-    ``"channel"`` and ``"offset"`` beside the signal.
+    message (a JSON object); on a history channel (``channel`` given) the frames carry
+    ``"channel"`` and ``"offset"`` beside the signal, in every encoding.
     """
     if channel is not None:
         position = _positions.get(channel) or _position(channel)
@@ -98,7 +99,7 @@ def broadcast_frame(data: bytes, channel: str | None = None, offset: int = 0) ->
             data = b"%b,%b%d}" % (data[:-1], position, offset)
         else:  # {}
             data = b"{%b%d}" % (position, offset)
-    return text_frame(data)
+    return Broadcast(data)
 
 
 #: ``"channel":<name>,"offset":`` by channel name, encoded once.
@@ -149,7 +150,7 @@ class _Sync:
     def __init__(self, ws: Connection) -> None:
         self.ws = ws
         #: (offset or None for a frame without one, frame), until the join is answered.
-        self.buffer: list[tuple[int | None, bytes]] | None = []
+        self.buffer: list[tuple[int | None, Broadcast]] | None = []
         self.size = 0
         #: Once answered: the offset the answer covered.
         self.after = 0
@@ -795,12 +796,12 @@ class Channels(Mapping[str, Channel]):
         if channel._syncing:
             self._hold(channel, offset, frame)
 
-    def _hold(self, channel: Channel, offset: int | None, frame: bytes) -> None:
+    def _hold(self, channel: Channel, offset: int | None, frame: Broadcast) -> None:
         """A frame for the subscribers that are joining: kept, written or skipped."""
         for pk, sync in list(channel._syncing.items()):
             if sync.buffer is not None:
                 sync.buffer.append((offset, frame))
-                sync.size += len(frame)
+                sync.size += frame.size
                 if sync.size > self.max_buffer:
                     sync.buffer = []
                     cut_off(sync.ws, f"more than {self.max_buffer} bytes arrived while it joined")
@@ -848,7 +849,7 @@ class Channels(Mapping[str, Channel]):
                 del self._timelines[name]
 
 
-def _fan_out(channel: Channel, frame: bytes, key: str | None) -> None:
+def _fan_out(channel: Channel, frame: Broadcast, key: str | None) -> None:
     """Write a framed broadcast to a channel's subscribers, by its slow-consumer policy."""
     slow = channel._slow
     if slow is None:
@@ -862,7 +863,7 @@ def _write_missed(ws: Connection, name: str, missed: list[tuple[int, bytes]] | N
         _write(ws, [broadcast_frame(data, name, offset) for offset, data in missed])
 
 
-def _write(ws: Connection, frames: list[bytes]) -> None:
-    """Write frames to one connection in one go."""
+def _write(ws: Connection, frames: list[Broadcast]) -> None:
+    """Write broadcasts to one connection in one go."""
     if frames:
-        deliver((ws,), b"".join(frames))
+        deliver_all(ws, frames)

@@ -30,7 +30,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import msgspec
@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from .codecs import MSGPACK_SUBPROTOCOL
 from .errors import HandshakeRejected, SignalError
 from .security import WireLogFilter
 
@@ -51,6 +52,10 @@ _wire.addFilter(WireLogFilter())
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
+_decode_msgpack = msgspec.msgpack.decode
+_encode_msgpack = msgspec.msgpack.Encoder().encode
+#: The encodings a client may ask for.
+Encoding = Literal["json", "msgpack"]
 _CLOSED = object()  # ends iteration once the client is closed
 
 
@@ -125,22 +130,32 @@ async def open_connection(
     subprotocols: Sequence[str] | None = None,
     origin: str | None = None,
     timeout: float = 10.0,
+    encoding: Encoding = "json",
+    compression: bool = False,
     **options: Any,
 ) -> ClientConnection:
     """Open one WebSocket with handshake credentials; HTTP refusals raise HandshakeRejected.
 
-    ``options`` go to ``websockets.asyncio.client.connect`` (``ssl``, ``logger``...).
+    ``encoding="msgpack"`` offers the ``lexicons.msgpack`` subprotocol (the connection's
+    ``subprotocol`` says whether the server selected it); ``compression`` offers
+    permessage-deflate. ``options`` go to ``websockets.asyncio.client.connect``
+    (``ssl``, ``logger``...).
     """
     options.setdefault("logger", _wire)
     url, extra = handshake(url, headers=headers, query=query, cookies=cookies)
+    offered = list(subprotocols or ())
+    if encoding == "msgpack":
+        offered.insert(0, MSGPACK_SUBPROTOCOL)
+    elif encoding != "json":
+        raise ValueError(f"encoding must be 'json' or 'msgpack', not {encoding!r}")
     try:
         return await connect(
             url,
             additional_headers=extra,
-            subprotocols=[Subprotocol(p) for p in subprotocols] if subprotocols else None,
+            subprotocols=[Subprotocol(p) for p in offered] if offered else None,
             origin=origin,  # type: ignore[arg-type]
             open_timeout=timeout,
-            compression=None,  # lexicons negotiates no extension
+            compression="deflate" if compression else None,
             **options,
         )
     except InvalidStatus as exc:
@@ -157,6 +172,8 @@ class Client:
 
     Credentials go in ``headers`` (HTTP headers), ``query`` (the URL's query string),
     ``cookies`` or ``subprotocols`` (see :func:`lexicons.headers.subprotocol_credential`).
+    ``encoding="msgpack"`` speaks MessagePack when the server agrees (JSON otherwise);
+    ``compression=True`` offers permessage-deflate. Messages arrive decoded either way.
     ``reconnect`` is a :class:`Backoff`, or ``None`` to stop at the first drop.
     ``on_connect(client)`` runs after every connection, the first and each reconnection,
     so subscriptions made there are restored after a drop::
@@ -186,6 +203,8 @@ class Client:
         on_connect: OnConnect | None = None,
         timeout: float = 10.0,
         rng: random.Random | None = None,
+        encoding: Encoding = "json",
+        compression: bool = False,
     ) -> None:
         self.url = url
         self._handshake: dict[str, Any] = {
@@ -193,6 +212,8 @@ class Client:
             "query": query,
             "cookies": cookies,
             "subprotocols": subprotocols,
+            "encoding": encoding,
+            "compression": compression,
         }
         self.reconnect = reconnect
         self.on_connect = on_connect
@@ -270,7 +291,7 @@ class Client:
 
         While reconnecting, waits (up to ``timeout``) for the connection to come back.
         """
-        await self._send(_encode({signal: payload}))
+        await self._send({signal: payload})
 
     async def call(self, signal: str, /, timeout: float | None = None, **payload: Any) -> Any:
         """Send ``signal`` with a fresh ``ref`` and return the payload of its reply.
@@ -291,7 +312,7 @@ class Client:
         if echo:
             self._echoed.add(ref)
         try:
-            await self._send(_encode({signal: payload, "ref": ref}))
+            await self._send({signal: payload, "ref": ref})
             message = await asyncio.wait_for(reply, timeout)
         finally:
             self._pending.pop(ref, None)
@@ -354,7 +375,7 @@ class Client:
     # --- receiving -----------------------------------------------------------------------
 
     async def receive(self, timeout: float | None = None) -> Any:
-        """The next message that is not a reply to :meth:`call`, decoded from JSON.
+        """The next message that is not a reply to :meth:`call`, decoded.
 
         Waits forever by default. Raises ``ConnectionError`` once the client is closed or
         gave up reconnecting, and ``TimeoutError`` after ``timeout`` seconds.
@@ -393,10 +414,13 @@ class Client:
             raise self._closed_error()
         return self._ws
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, message: Any) -> None:
         ws = await self._current()
         try:
-            await ws.send(data, text=True)
+            if ws.subprotocol == MSGPACK_SUBPROTOCOL:
+                await ws.send(_encode_msgpack(message), text=False)
+            else:
+                await ws.send(_encode(message), text=True)
         except ConnectionClosed as exc:  # dropped just now; the supervisor reconnects
             raise ConnectionError(f"connection lost: {exc}") from exc
 
@@ -461,9 +485,9 @@ class Client:
 
     def _dispatch(self, data: str | bytes) -> None:
         try:
-            message = _decode(data)
+            message = _decode(data) if isinstance(data, str) else _decode_msgpack(data)
         except msgspec.DecodeError:
-            logger.warning("ignored a message that is not JSON: %.80r", data)
+            logger.warning("ignored a message that cannot be decoded: %.80r", data)
             return
         if not isinstance(message, dict):
             self._inbox.put_nowait(message)

@@ -89,6 +89,7 @@ FLAGS: dict[str, str] = {
     "connection_rate": "how fast one client address may connect (30/min)",
     "metrics": "serve Prometheus metrics at GET /metrics on the same port "
     "(pip install 'lexicons[metrics]')",
+    "compression": "negotiate permessage-deflate with clients that offer it",
 }
 
 _VARIABLE = {name: variable for variable, (name, _) in ENVIRONMENT.items()}

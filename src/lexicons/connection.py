@@ -6,9 +6,11 @@ import logging
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 from websockets.datastructures import Headers
 
-from .protocol import encode
+from .broadcasts import Broadcast
+from .codecs import JSON, Codec
 from .store.models import new_pk
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ __all__ = [
     "Sent",
     "cut_off",
     "deliver",
+    "deliver_all",
     "deliver_keeping_up",
     "reply",
     "reply_now",
@@ -59,7 +62,8 @@ class Connection:
 
     ``pk`` identifies it (a uuid4 string) in channels and in ``sv.connections``;
     ``auth`` is set by header functions at the handshake; ``state`` is a free dict for
-    application data. ``send`` and ``close`` never block: writes are queued on the socket.
+    application data; ``codec.name`` says what the client speaks (``"json"``, or
+    ``"msgpack"``). ``send`` and ``close`` never block: writes are queued on the socket.
     """
 
     __slots__ = (
@@ -69,6 +73,7 @@ class Connection:
         "headers",
         "auth",
         "state",
+        "codec",
         "_session",
         "_send",
         "_memberships",
@@ -83,6 +88,7 @@ class Connection:
         *,
         memberships: Memberships,
         send: Callable[[bytes], None] | None = None,
+        codec: Codec = JSON,
     ) -> None:
         # The models' batched uuid4 strings: a fraction of uuid.uuid4()'s cost.
         self.pk: str = new_pk()
@@ -96,20 +102,24 @@ class Connection:
         self.auth: Any = None
         #: Free slot for application data about this connection.
         self.state: dict[str, Any] = {}
+        #: The encoding the client speaks (JSON, or MessagePack when it negotiated it).
+        self.codec = codec
         self._session = session
         #: Sends one encoded message (through the durable commit, in durable mode).
         self._send = send or session.send
         self._memberships = memberships
 
     def send(self, payload: Any) -> Sent:
-        """Send ``payload`` to this client as one JSON message.
+        """Send ``payload`` to this client as one message, in the client's encoding.
 
         ``payload`` is anything msgspec can encode, or JSON already encoded (``bytes`` or
-        ``str``), which is sent as it is. Sent before the connection is admitted (from a
-        header), it waits for admission and is dropped if the connection is refused.
+        ``str``), which is sent as it is to a JSON client (re-encoded for a MessagePack
+        one). Sent before the connection is admitted (from a header), it waits for
+        admission and is dropped if the connection is refused.
         """
+        codec = self.codec
         if isinstance(payload, str):
-            data = payload.encode()
+            data = _from_json(codec, payload.encode())
         elif isinstance(payload, bytes | bytearray | memoryview):
             data = bytes(payload)
             try:
@@ -118,8 +128,9 @@ class Connection:
                 raise ValueError(
                     f"ws.send: encoded JSON must be UTF-8 (invalid byte at {exc.start})"
                 ) from None
+            data = _from_json(codec, data)
         else:
-            data = encode(payload)
+            data = codec.encode(payload)
         self._send(data)
         return SENT
 
@@ -146,6 +157,13 @@ class Connection:
         return f"<Connection {self.pk} from {self.remote_address}>"
 
 
+def _from_json(codec: Codec, data: bytes) -> bytes:
+    try:
+        return codec.from_json(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"ws.send: the encoded JSON is not JSON ({exc})") from None
+
+
 def reply(ws: Connection, data: bytes) -> None:
     """Send a message the framework encoded (a reply, an error) to ``ws``."""
     ws._send(data)
@@ -157,17 +175,29 @@ def reply_now(ws: Connection, data: bytes) -> None:
     ws._session.send(data)
 
 
-def deliver(connections: Iterable[Connection], frame: bytes) -> None:
-    """Write one framed broadcast to each connection that can still receive it."""
+def deliver(connections: Iterable[Connection], broadcast: Broadcast) -> None:
+    """Write one broadcast, in its flavour, to each connection that can still receive it."""
     for ws in connections:
-        write = ws._session.writer
+        session = ws._session
+        write = session.writer
         if write is not None:
-            write(frame)
+            write(broadcast[session.flavour])
 
 
-def deliver_keeping_up(connections: Iterable[Connection], frame: bytes) -> list[Connection]:
-    """Write one framed broadcast to each connection whose socket keeps up; return the
-    others that can still receive (what is sent to them waits: they lag)."""
+def deliver_all(ws: Connection, broadcasts: Iterable[Broadcast]) -> None:
+    """Write several broadcasts to one connection in one go."""
+    session = ws._session
+    write = session.writer
+    if write is not None:
+        flavour = session.flavour
+        write(b"".join([broadcast[flavour] for broadcast in broadcasts]))
+
+
+def deliver_keeping_up(
+    connections: Iterable[Connection], broadcast: Broadcast
+) -> list[Connection]:
+    """Write one broadcast to each connection whose socket keeps up; return the others
+    that can still receive (what is sent to them waits: they lag)."""
     lagging = []
     for ws in connections:
         session = ws._session
@@ -176,7 +206,7 @@ def deliver_keeping_up(connections: Iterable[Connection], frame: bytes) -> list[
             if session.congested:
                 lagging.append(ws)
             else:
-                write(frame)
+                write(broadcast[session.flavour])
     return lagging
 
 

@@ -65,7 +65,7 @@ class PayloadSpec:
     ``pk`` (see :class:`ModelPayload`), unless the model says ``client_pk=True``.
     """
 
-    __slots__ = ("_struct", "_whole", "_extra", "_json", "_models")
+    __slots__ = ("_struct", "_whole", "_extra", "_json", "_msgpack", "_models")
 
     def __init__(
         self,
@@ -103,6 +103,7 @@ class PayloadSpec:
                     f"{owner}: unsupported parameter annotation: {exc}"
                 ) from exc
         self._json = msgspec.json.Decoder(self._struct)
+        self._msgpack = msgspec.msgpack.Decoder(self._struct)
 
     @property
     def struct(self) -> type[msgspec.Struct]:
@@ -138,6 +139,19 @@ class PayloadSpec:
             # every payload first cost 0.3 µs per message.
             if bytes(raw).strip() == b"null":
                 return self.from_json(b"{}")
+            raise InvalidPayload(str(exc)) from None
+        return self._kwargs(value)
+
+    def from_msgpack(self, raw: bytes | msgspec.Raw) -> dict[str, Any]:
+        """Validate a raw MessagePack payload, as :meth:`from_json` does JSON; ``nil``
+        counts as an empty object."""
+        if self._extra:
+            return self.from_object(_decode_any(raw, msgspec.msgpack.decode))
+        try:
+            value = self._msgpack.decode(raw)
+        except msgspec.DecodeError as exc:
+            if bytes(raw) == _NIL:
+                return self.from_msgpack(_EMPTY_MAP)
             raise InvalidPayload(str(exc)) from None
         return self._kwargs(value)
 
@@ -286,9 +300,13 @@ def _slots(node: Any) -> list[Any]:
     return [getattr(node, name) for name in node.__struct_fields__]
 
 
-def _decode_any(raw: bytes | msgspec.Raw) -> Any:
+_NIL = b"\xc0"
+_EMPTY_MAP = b"\x80"
+
+
+def _decode_any(raw: bytes | msgspec.Raw, decode: Callable[..., Any] = msgspec.json.decode) -> Any:
     try:
-        return msgspec.json.decode(raw)
+        return decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidPayload(str(exc)) from None
 

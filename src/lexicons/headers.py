@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 import msgspec
 from websockets.http11 import Request
 
+from .codecs import MSGPACK_SUBPROTOCOL
 from .errors import ConfigurationError, InvalidPayload, RegistrationError
 from .handlers import Handler, inspect_handler, resolve_component
 
@@ -48,6 +49,7 @@ __all__ = [
     "run_headers",
     "run_headers_now",
     "scrub",
+    "request_subprotocol",
     "select_subprotocol",
     "subprotocol_credential",
 ]
@@ -57,6 +59,7 @@ logger = logging.getLogger("lexicons.security")
 #: The plain subprotocol a browser offers next to its credentials; the server selects it.
 SUBPROTOCOL = "lexicons"
 _PREFIX = SUBPROTOCOL + "."
+_SELECTABLE = frozenset((SUBPROTOCOL, MSGPACK_SUBPROTOCOL))
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -158,11 +161,20 @@ def subprotocol_credential(name: str, value: str) -> str:
 
 
 def select_subprotocol(offered: Sequence[str]) -> str | None:
-    """The subprotocol the server answers: :data:`SUBPROTOCOL` when offered, else None.
+    """The subprotocol the server answers: the first offered of :data:`SUBPROTOCOL` and
+    ``lexicons.msgpack`` (the client then speaks MessagePack), else None.
 
     Never a credential token: those are read from the offer but not selected.
     """
-    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+    for token in offered:
+        if token in _SELECTABLE:
+            return token
+    return None
+
+
+def request_subprotocol(request: Request) -> str | None:
+    """The subprotocol :func:`select_subprotocol` answers to this handshake request."""
+    return select_subprotocol(_offered(request))
 
 
 def _from_headers(name: str, request: Request) -> str | None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Literal
 
+from .broadcasts import Broadcast
 from .connection import Connection, cut_off, deliver_keeping_up, when_drained
 
 __all__ = ["POLICIES", "Conflate", "Drop", "Policy"]
@@ -41,7 +42,7 @@ class Drop:
         #: ``report(ws, dropped)`` once ``ws`` has caught up (it sends ``$lagged``).
         self._report = report
 
-    def deliver(self, members: Iterable[Connection], frame: bytes, key: str | None) -> None:
+    def deliver(self, members: Iterable[Connection], frame: Broadcast, key: str | None) -> None:
         dropped = self._dropped
         for ws in deliver_keeping_up(members, frame):
             count = dropped.get(ws.pk)
@@ -71,15 +72,15 @@ class _Waiting:
     __slots__ = ("frames", "size")
 
     def __init__(self) -> None:
-        self.frames: dict[str | None, bytes] = {}
+        self.frames: dict[str | None, Broadcast] = {}
         self.size = 0
 
-    def hold(self, key: str | None, frame: bytes) -> None:
+    def hold(self, key: str | None, frame: Broadcast) -> None:
         old = self.frames.pop(key, None)  # popped, so the newest goes last
         if old is not None:
-            self.size -= len(old)
+            self.size -= old.size
         self.frames[key] = frame
-        self.size += len(frame)
+        self.size += frame.size
 
 
 class Conflate:
@@ -92,7 +93,7 @@ class Conflate:
         #: Bytes that may wait for one subscriber before it is cut off.
         self.limit = limit
 
-    def deliver(self, members: Iterable[Connection], frame: bytes, key: str | None) -> None:
+    def deliver(self, members: Iterable[Connection], frame: Broadcast, key: str | None) -> None:
         waiting = self._waiting
         if waiting:
             members = [ws for ws in members if not self._held(ws, key, frame)]
@@ -101,7 +102,7 @@ class Conflate:
             self._held(ws, key, frame)
             when_drained(ws, partial(self._caught_up, ws))
 
-    def _held(self, ws: Connection, key: str | None, frame: bytes) -> bool:
+    def _held(self, ws: Connection, key: str | None, frame: Broadcast) -> bool:
         """Keep ``frame`` for ``ws`` if it lags; False if it does not."""
         waiting = self._waiting.get(ws.pk)
         if waiting is None:
@@ -125,8 +126,8 @@ class Conflate:
                 when_drained(ws, partial(self._caught_up, ws))
                 return
 
-    def waiting(self, pk: str) -> list[bytes]:
-        """The frames waiting for ``pk``, oldest first."""
+    def waiting(self, pk: str) -> list[Broadcast]:
+        """The broadcasts waiting for ``pk``, oldest first."""
         waiting = self._waiting.get(pk)
         return list(waiting.frames.values()) if waiting is not None else []
 

@@ -86,6 +86,9 @@ class Settings:
     log_config: str | None = None
     #: Serve Prometheus metrics at ``GET /metrics`` on the same port (``lexicons[metrics]``).
     metrics: bool = False
+    #: Negotiate permessage-deflate with clients that offer it: fewer bytes on the wire
+    #: for more CPU. Each broadcast is compressed once, not once per subscriber.
+    compression: bool = False
     # Channels and connection limits.
     #: Most connections one client address may hold open (``None``: no limit); over it
     #: the handshake is answered 429.
@@ -295,6 +298,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LEXICONS_LOG_FORMAT": ("log_format", parse_str),
     "LEXICONS_LOG_CONFIG": ("log_config", parse_str),
     "LEXICONS_METRICS": ("metrics", parse_bool),
+    "LEXICONS_COMPRESSION": ("compression", parse_bool),
     "LEXICONS_MAX_CONNECTIONS_PER_ADDRESS": ("max_connections_per_address", parse_int),
     "LEXICONS_CONNECTION_RATE": ("connection_rate", parse_str),
     "LEXICONS_BROKER_HEARTBEAT": ("broker_heartbeat", parse_float),

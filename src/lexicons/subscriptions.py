@@ -23,9 +23,10 @@ import msgspec
 
 from .brokers import BrokerUnavailable
 from .channels import Answer, Channel, Channels
+from .codecs import CODECS
 from .connection import Connection
 from .errors import Forbidden, InvalidPayload, SignalError, UnknownChannel
-from .protocol import Request, Reserved, encode_reply
+from .protocol import Request, Reserved
 
 __all__ = ["MAX_NAME", "Subscriptions"]
 
@@ -49,15 +50,21 @@ class Named(msgspec.Struct, forbid_unknown_fields=True):
     channel: Name
 
 
-_subscribe = msgspec.json.Decoder(Subscribe)
-_named = msgspec.json.Decoder(Named)
+# By ``request.binary``: a JSON and a MessagePack decoder of each payload.
+_subscribe = (msgspec.json.Decoder(Subscribe), msgspec.msgpack.Decoder(Subscribe))
+_named = (msgspec.json.Decoder(Named), msgspec.msgpack.Decoder(Named))
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw) -> Any:
+def _decode(decoders: tuple[Any, Any], request: Request) -> Any:
     try:
-        return decoder.decode(raw)
+        return decoders[request.binary].decode(request.payload)
     except msgspec.DecodeError as exc:
         raise InvalidPayload(str(exc)) from None
+
+
+def _encode_reply(request: Request, value: Any) -> bytes:
+    """The answer to ``request``, in its encoding."""
+    return CODECS[request.binary].encode_reply(request.name, value, request.ref)
 
 
 class Subscriptions:
@@ -83,7 +90,7 @@ class Subscriptions:
         return found
 
     def subscribe(self, request: Request, ws: Connection) -> Awaitable[None] | None:
-        args = _decode(_subscribe, request.payload)
+        args = _decode(_subscribe, request)
         name = args.channel
         declaration, values = self._declared(name)
         if not declaration.joinable:
@@ -120,20 +127,20 @@ class Subscriptions:
     def _answer(self, request: Request, ws: Connection, name: str) -> Answer:
         def answer(epoch: str, offset: int, recovered: bool) -> None:
             position = {"channel": name, "epoch": epoch, "offset": offset, "recovered": recovered}
-            self._reply(ws, encode_reply("$subscribe", position, request.ref))
+            self._reply(ws, _encode_reply(request, position))
 
         return answer
 
     def unsubscribe(self, request: Request, ws: Connection) -> None:
-        name = _decode(_named, request.payload).channel
+        name = _decode(_named, request).channel
         declaration, _ = self._declared(name)
         if not declaration.joinable:
             raise Forbidden(f"clients may not leave {name!r}: the server subscribes to it")
         self._channels.unsubscribe(name, ws.pk)
-        self._reply(ws, encode_reply("$unsubscribe", {"channel": name}, request.ref))
+        self._reply(ws, _encode_reply(request, {"channel": name}))
 
     def presence(self, request: Request, ws: Connection) -> Awaitable[None] | None:
-        name = _decode(_named, request.payload).channel
+        name = _decode(_named, request).channel
         declaration, _ = self._declared(name)
         if not declaration.presence:
             raise SignalError("no_presence", f"channel {name!r} has no presence")
@@ -157,9 +164,10 @@ class Subscriptions:
     def _list(
         self, request: Request, ws: Connection, name: str, members: list[tuple[str, bytes]]
     ) -> None:
-        listed = [{"pk": pk, "info": msgspec.Raw(info)} for pk, info in members]
+        embed = CODECS[request.binary].embed
+        listed = [{"pk": pk, "info": embed(info)} for pk, info in members]
         body = {"channel": name, "members": listed}
-        self._reply(ws, encode_reply("$presence", body, request.ref))
+        self._reply(ws, _encode_reply(request, body))
 
 
 def _check(verdict: Any, name: str) -> None:

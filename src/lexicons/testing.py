@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from .client import open_connection, raise_for_errors
+from .client import Encoding, open_connection, raise_for_errors
+from .codecs import MSGPACK_SUBPROTOCOL
 from .errors import HandshakeRejected
 from .security import WireLogFilter
 
@@ -158,12 +160,16 @@ class TestClient:
         subprotocols: Sequence[str] | None = None,
         origin: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        encoding: Encoding = "json",
+        compression: bool = False,
     ) -> Peer:
         """Open a WebSocket to the app, with optional handshake credentials.
 
         ``ssl`` is the client's TLS context for an app served with ``protocol="wss"``, for
         example one trusting a test CA (``trustme.CA().configure_trust(context)``).
-        Raises :class:`HandshakeFailed` when the server answers with an HTTP error.
+        ``encoding="msgpack"`` offers MessagePack and ``compression=True``
+        permessage-deflate, as :class:`~lexicons.Client` does. Raises
+        :class:`HandshakeFailed` when the server answers with an HTTP error.
         """
         # websockets refuses ssl=None for a wss:// URL; without a context it makes a default one.
         tls: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
@@ -176,6 +182,8 @@ class TestClient:
                 subprotocols=subprotocols,
                 origin=origin,
                 timeout=TIMEOUT,
+                encoding=encoding,
+                compression=compression,
                 logger=_client_logger,
                 **tls,
             )
@@ -206,7 +214,9 @@ class TestClient:
 class Peer:
     """One connected test client: send signals, receive messages, assert silence.
 
-    Messages read while looking for something else (a reply to :meth:`call`, a signal
+    It speaks JSON in text frames, or MessagePack in binary frames when the server
+    selected ``lexicons.msgpack``; a frame of the other kind fails the test. Messages
+    read while looking for something else (a reply to :meth:`call`, a signal
     given to :meth:`expect`) are kept, in order, for :meth:`receive`. ``positions`` holds,
     per channel subscribed with :meth:`subscribe`, the epoch of its answer and the offset
     of the last frame read from it, so :meth:`resume` on a new peer recovers from there.
@@ -216,6 +226,8 @@ class Peer:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        #: Whether this peer speaks MessagePack (the server selected it).
+        self.binary = ws.subprotocol == MSGPACK_SUBPROTOCOL
         self._backlog: deque[Any] = deque()
         self._refs = itertools.count(1)
         #: ``[epoch, offset]`` by channel: where this client is in each channel's history.
@@ -228,12 +240,13 @@ class Peer:
 
     async def send(self, signal: str, **payload: Any) -> None:
         """Send ``{signal: payload}``."""
-        await self.ws.send(json.dumps({signal: payload}))
+        await self.send_raw({signal: payload})
 
     async def send_raw(self, data: str | bytes | Any) -> None:
-        """Send a frame as given: text, bytes, or any JSON value (encoded here)."""
+        """Send a frame as given: text, bytes, or any value (encoded here, as JSON text or
+        MessagePack bytes)."""
         if not isinstance(data, str | bytes):
-            data = json.dumps(data)
+            data = msgspec.msgpack.encode(data) if self.binary else json.dumps(data)
         await self.ws.send(data)
 
     async def receive(self, timeout: float = TIMEOUT) -> Any:
@@ -258,7 +271,7 @@ class Peer:
         :meth:`send` and :meth:`expect` for it.
         """
         ref = next(self._refs)
-        await self.ws.send(json.dumps({signal: payload, "ref": ref}))
+        await self.send_raw({signal: payload, "ref": ref})
         message = await self._first(lambda m: isinstance(m, dict) and m.get("ref") == ref, timeout)
         raise_for_errors(message)
         return message[signal]
@@ -341,7 +354,14 @@ class Peer:
             data = await asyncio.wait_for(self.ws.recv(), timeout)
         except TimeoutError:
             raise AssertionError(f"no message within {timeout:g} s") from None
-        message = json.loads(data)
+        if isinstance(data, str) == self.binary:
+            kind = "text" if isinstance(data, str) else "binary"
+            speaks = "MessagePack" if self.binary else "JSON"
+            raise AssertionError(f"a {kind} frame on a {speaks} connection: {data[:80]!r}")
+        if isinstance(data, str):
+            message = json.loads(data)
+        else:
+            message = msgspec.msgpack.decode(data)
         if isinstance(message, dict) and type(message.get("offset")) is int:
             position = self.positions.get(message.get("channel"))  # type: ignore[arg-type]
             if position is not None:

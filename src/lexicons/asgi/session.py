@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from ..network.frames import flavour
+
 if TYPE_CHECKING:
     from ..metrics import Meter
 
@@ -60,6 +62,8 @@ class AsgiSession:
     __slots__ = (
         "port",
         "writer",
+        "binary",
+        "flavour",
         "subprotocol",
         "close_code",
         "state",
@@ -82,6 +86,10 @@ class AsgiSession:
         self.port = _Peer(peer)
         #: Writes a framed broadcast while the connection is open; ``None`` otherwise.
         self.writer: Callable[[bytes], None] | None = None
+        #: The client speaks MessagePack (binary frames); set by the application.
+        self.binary = False
+        #: The frames broadcasts write here (the ASGI server compresses, if anything).
+        self.flavour = 0
         self.subprotocol: str | None = None
         self.close_code: int | None = None
         self.state = ADMITTING
@@ -127,6 +135,7 @@ class AsgiSession:
     async def accept(self, subprotocol: str | None) -> None:
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
         self.subprotocol = subprotocol
+        self.flavour = flavour(self.binary, 0)
         self.state = OPEN
         self.writer = self._write_frame
         held, self._held = self._held, None
@@ -139,8 +148,9 @@ class AsgiSession:
 
     # output
 
-    def send(self, data: bytes, text: bool = True) -> None:
+    def send(self, data: bytes) -> None:
         """Queue one message: held until admission, dropped after the close."""
+        text = not self.binary
         if self.state == OPEN:
             if self._meter is not None:
                 self._meter.sent += 1

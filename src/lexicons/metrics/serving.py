@@ -154,7 +154,7 @@ class MeteredSession(Session):
         super().__init__(app, *args, **kwargs)
         self.meter: Meter = app.meter  # type: ignore[attr-defined]  # a MeteredApplication
 
-    def send(self, data: bytes, text: bool = True) -> None:
+    def send(self, data: bytes, text: bool | None = None) -> None:
         if self.writer is not None:
             self.meter.sent += 1
         _send(self, data, text)

@@ -1,19 +1,26 @@
 """Server frames built by hand: the same bytes can be written to every client.
 
-Server frames are not masked, so one framed broadcast serves every subscriber.
+Server frames are not masked, so one framed broadcast serves every subscriber. A
+connection's *flavour* says how its messages are framed: text or binary (its encoding),
+and deflated with which window size, if it negotiated permessage-deflate. Frames of one
+flavour can be written to every connection of that flavour.
 """
 
 from __future__ import annotations
 
 import struct
-from functools import partial
+from collections.abc import Callable
+from functools import cache, partial
 
 from websockets.frames import Opcode
 
-__all__ = ["binary_frame", "text_frame"]
+from .deflate import MIN_SIZE, compress
+
+__all__ = ["binary_frame", "flavour", "framer", "text_frame"]
 
 _FIN_TEXT = 0x80 | Opcode.TEXT
 _FIN_BINARY = 0x80 | Opcode.BINARY
+_RSV1 = 0x40
 _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
 
@@ -34,3 +41,25 @@ def _frame(first: int, data: bytes) -> bytes:
 text_frame = partial(_frame, _FIN_TEXT)
 #: ``binary_frame(data)``: ``data`` as one unmasked, final binary frame.
 binary_frame = partial(_frame, _FIN_BINARY)
+
+
+def _deflated(first: int, bits: int, data: bytes) -> bytes:
+    if len(data) < MIN_SIZE:
+        return _frame(first, data)
+    return _frame(first | _RSV1, compress(data, bits))
+
+
+def flavour(binary: bool, bits: int) -> int:
+    """The flavour of a connection: binary or text frames, deflated with a ``bits``
+    window (0: not compressed). Flavour 0 is plain text frames."""
+    return int(binary) | bits << 1
+
+
+@cache
+def framer(flavour: int) -> Callable[[bytes], bytes]:
+    """What frames one message for connections of ``flavour`` (made once per flavour)."""
+    first = _FIN_BINARY if flavour & 1 else _FIN_TEXT
+    bits = flavour >> 1
+    if bits:
+        return partial(_deflated, first, bits)
+    return partial(_frame, first)

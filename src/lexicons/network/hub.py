@@ -16,11 +16,13 @@ import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from websockets.extensions import ServerExtensionFactory
 from websockets.server import ServerProtocol
 
 from ..security import WireLogFilter
 from ..settings import Settings
 from .deadlines import Deadlines
+from .deflate import offer
 from .link import _READ_SIZE, Link
 from .session import Application, Limits, Session
 
@@ -53,6 +55,10 @@ class Hub:
         self.settings = settings
         self.limits = Limits(max_size=settings.max_size, max_buffer=settings.max_buffer)
         self.select_subprotocol = select_subprotocol
+        #: The extensions each connection negotiates (permessage-deflate, when enabled).
+        self.extensions: Sequence[ServerExtensionFactory] | None = (
+            [offer()] if settings.compression else None
+        )
         self.wire_logger = _wire_logger
         self.read_buffer = memoryview(bytearray(_READ_SIZE))
         self.loop = asyncio.get_running_loop()

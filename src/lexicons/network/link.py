@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
+from websockets.extensions import ServerExtensionFactory
 from websockets.server import ServerProtocol
 
 from ..settings import Settings
@@ -50,6 +51,7 @@ class Shared(Protocol):
 
     wire_logger: logging.Logger
     select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None
+    extensions: Sequence[ServerExtensionFactory] | None
     #: The session class (a subclass counts for metrics).
     session_type: type[Session]
 
@@ -89,6 +91,7 @@ class Link(asyncio.BufferedProtocol):
             transport.write,
             select_subprotocol=hub.select_subprotocol,
             wire_logger=hub.wire_logger,
+            extensions=hub.extensions,
         )
 
     def get_buffer(self, sizehint: int) -> memoryview:

@@ -41,12 +41,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from websockets.extensions import ServerExtensionFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN as PROTOCOL_OPEN
 from websockets.server import ServerProtocol
 
-from .frames import binary_frame, text_frame
+from .deflate import negotiated_bits
+from .frames import flavour, framer, text_frame
 from .http import StaticFile, answer_not_found, is_attempt, is_upgrade, plain_response
 
 __all__ = ["Application", "Limits", "Phase", "Port", "Session", "Work"]
@@ -254,6 +256,9 @@ class Session:
         "phase",
         "ws",
         "writer",
+        "binary",
+        "flavour",
+        "_frame",
         "_out",
         "_backlog",
         "_backlog_bytes",
@@ -290,11 +295,13 @@ class Session:
         *,
         select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None = None,
         wire_logger: logging.Logger | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
         self.port = port
         self.proto = _ServerProtocol(
+            extensions=extensions,
             max_size=limits.max_size,
             select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
             logger=wire_logger,
@@ -306,6 +313,13 @@ class Session:
         #: is open and the socket keeps up, a queue while it is congested, ``None`` when
         #: messages can no longer be sent. Broadcasts call it for each subscriber.
         self.writer: Callable[[bytes], Any] | None = None
+        #: Messages go in binary frames: the application sets it when it learns, at the
+        #: handshake, that the client speaks a binary encoding.
+        self.binary = False
+        #: How this connection's frames are built (:func:`~.frames.flavour`), known once
+        #: the handshake is accepted: a broadcast writes its frame of this flavour.
+        self.flavour = 0
+        self._frame: Callable[[bytes], bytes] = text_frame
         self._out = write
         self._backlog: deque[bytes] | None = None
         self._backlog_bytes = 0
@@ -314,8 +328,8 @@ class Session:
         self._lagging = False
         #: Called once output no longer waits (see when_drained).
         self._drained: list[Callable[[], Any]] | None = None
-        #: Frames sent before the connection is admitted (by header functions).
-        self._held: list[bytes] | None = []
+        #: Messages sent before the connection is admitted (by header functions).
+        self._held: list[tuple[bytes, bool | None]] | None = []
         #: The protocol ended the stream; the end is written once nothing waits before it.
         self._eof_due = False
         self._streaming = False
@@ -618,10 +632,12 @@ class Session:
         self.port.cancel_timer()
         self._flush_protocol()
         self.phase = OPEN
+        self.flavour = flavour(self.binary, negotiated_bits(self.proto.extensions))
+        self._frame = framer(self.flavour)
         self._update_writer()
         held, self._held = self._held, None
-        for frame in held or ():
-            self._write(frame)
+        for data, text in held or ():
+            self._write(self._framed(data, text))
         pending = self.app.opened(self.ws)
         if pending is not None:
             self._start(pending)
@@ -675,14 +691,22 @@ class Session:
 
     # --- output ---------------------------------------------------------------------
 
-    def send(self, data: bytes, text: bool = True) -> None:
-        """Frame and send one message: held until admission, dropped after the close."""
-        frame = text_frame(data) if text else binary_frame(data)
+    def send(self, data: bytes, text: bool | None = None) -> None:
+        """Frame and send one message: held until admission, dropped after the close.
+
+        It goes in the connection's kind of frame, or in a text (``text=True``) or binary
+        one, as an echo answers each message in its own kind.
+        """
         writer = self.writer
         if writer is not None:
-            writer(frame)
+            writer(self._frame(data) if text is None else self._framed(data, text))
         elif self._held is not None:
-            self._held.append(frame)
+            self._held.append((data, text))
+
+    def _framed(self, data: bytes, text: bool | None) -> bytes:
+        if text is None or text is not self.binary:
+            return self._frame(data)
+        return framer(self.flavour ^ 1)(data)
 
     def _update_writer(self) -> None:
         if self.phase is not OPEN or self._ended_output:
