@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pytest
 from example_apps import EXAMPLES, load_example
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
@@ -750,3 +750,79 @@ async def test_real_frames_meet_the_documents_schemas(tmp_path: Path) -> None:
     for item, result in zip(frames, results, strict=False):
         assert result["valid"], (item, result["errors"])
     assert not any(result["valid"] for result in results[len(frames) :])
+
+
+# --- any value msgspec accepts, TypeScript accepts -----------------------------------------
+
+_numbers = st.floats(allow_nan=False, allow_infinity=False, width=32)
+_structs = iter(range(1_000_000))
+
+
+def _struct(fields: tuple[tuple[Any, Any], tuple[Any, Any]]) -> tuple[Any, Any]:
+    (a, values_a), (b, values_b) = fields
+    struct = msgspec.defstruct(f"Generated{next(_structs)}", [("a", a), ("b", b)])
+    return struct, st.fixed_dictionaries({"a": values_a, "b": values_b})
+
+
+def kinds() -> st.SearchStrategy[tuple[Any, st.SearchStrategy[Any]]]:
+    """Types msgspec describes, each with a strategy for JSON values it accepts."""
+    leaves = st.sampled_from(
+        [
+            (int, st.integers(-(2**53), 2**53)),
+            (float, _numbers),
+            (str, st.text(max_size=4)),
+            (bool, st.booleans()),
+            (type(None), st.none()),
+            (Literal["a", 1], st.sampled_from(["a", 1])),
+            (Color, st.sampled_from(["red", "blue"])),
+            (Level, st.sampled_from([1, 2])),
+            (Point, st.fixed_dictionaries({"x": _numbers, "y": _numbers})),
+        ]
+    )
+
+    def extend(
+        inner: st.SearchStrategy[tuple[Any, Any]],
+    ) -> st.SearchStrategy[tuple[Any, Any]]:
+        return st.one_of(
+            inner.map(lambda k: (list[k[0]], st.lists(k[1], max_size=3))),
+            inner.map(
+                lambda k: (dict[str, k[0]], st.dictionaries(st.text(max_size=3), k[1], max_size=2))
+            ),
+            inner.map(lambda k: (k[0] | None, st.one_of(st.none(), k[1]))),
+            st.tuples(inner, inner).map(
+                lambda p: (tuple[p[0][0], p[1][0]], st.tuples(p[0][1], p[1][1]).map(list))
+            ),
+            st.tuples(inner, inner).map(_struct),
+        )
+
+    return st.recursive(leaves, extend, max_leaves=6)
+
+
+@NEEDS_NODE
+@settings(max_examples=4, deadline=None)
+@given(st.lists(kinds(), min_size=1, max_size=10), st.data())
+def test_values_msgspec_accepts_type_check(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[tuple[Any, Any]], data: st.DataObject
+) -> None:
+    app = Server()
+    lines = ['import type { App } from "./app";', 'type S = App["signals"];']
+    for index, (kind, values) in enumerate(kinds):
+        handler = app.add_signal(_identity(kind), f"s{index}")
+        value = data.draw(values)
+        msgspec.convert({"x": value}, handler.payload.struct)  # the server accepts it
+        literal = json.dumps(value)
+        lines.append(f'export const p{index}: S["s{index}"]["payload"] = {{ "x": {literal} }};')
+        lines.append(f'export const r{index}: S["s{index}"]["reply"] = {literal};')
+    folder = tmp_path_factory.mktemp("values")
+    (folder / "app.ts").write_text(typescript_declarations(app))
+    (folder / "values.ts").write_text("\n".join(lines) + "\n")
+    done = tsc(folder, "app.ts", "values.ts")
+    assert done.returncode == 0, done.stdout + "\n".join(lines)
+
+
+def _identity(kind: Any) -> Any:
+    def signal(x: Any) -> Any:
+        return x
+
+    signal.__annotations__ = {"x": kind, "return": kind}
+    return signal
