@@ -809,9 +809,11 @@ def test_values_msgspec_accepts_type_check(
     for index, (kind, values) in enumerate(kinds):
         handler = app.add_signal(_identity(kind), f"s{index}")
         value = data.draw(values)
-        msgspec.convert({"x": value}, handler.payload.struct)  # the server accepts it
+        # A Struct as the one parameter is the whole payload.
+        payload = value if handler.payload.named else {"x": value}
+        msgspec.convert(payload, handler.payload.struct)  # the server accepts it
         literal = json.dumps(value)
-        lines.append(f'export const p{index}: S["s{index}"]["payload"] = {{ "x": {literal} }};')
+        lines.append(f'export const p{index}: S["s{index}"]["payload"] = {json.dumps(payload)};')
         lines.append(f'export const r{index}: S["s{index}"]["reply"] = {literal};')
     folder = tmp_path_factory.mktemp("values")
     (folder / "app.ts").write_text(typescript_declarations(app))
