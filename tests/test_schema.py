@@ -25,7 +25,7 @@ from websockets.asyncio.client import connect
 
 from lexicons import History, LexiconsError, Model, Response, Server, Signal
 from lexicons.cli import main
-from lexicons.commands import main_for
+from lexicons.commands import WRITERS, main_for
 from lexicons.schema import asyncapi_document, typescript_declarations
 from lexicons.schema.asyncapi import _Keys
 from lexicons.schema.contract import ERROR_CODES, UNKNOWN, contract_of, split_return
@@ -168,12 +168,16 @@ def hostile_names() -> Server:
     return app
 
 
+EXAMPLE_NAMES = ("chat", "location", "game", "original")
+
+
+def example(name: str) -> Server:
+    module = load_example(name)
+    return next(value for value in vars(module).values() if isinstance(value, Server))
+
+
 def examples() -> dict[str, Server]:
-    found = {}
-    for name in ("chat", "location", "game", "original"):
-        module = load_example(name)
-        found[name] = next(v for v in vars(module).values() if isinstance(v, Server))
-    return found
+    return {name: example(name) for name in EXAMPLE_NAMES}
 
 
 # --- the contract: what the annotations say ---------------------------------------------
@@ -508,6 +512,17 @@ def test_an_unwritable_output_is_one_line_and_status_1(
     target = tmp_path / "missing" / "out.json"
     assert main_for(kitchen_sink(), ["schema", "-o", str(target)]) == 1
     assert capsys.readouterr().err.startswith(f"lexicons: error: --output: cannot write {target}")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_the_examples_generated_files_are_up_to_date(name: str) -> None:
+    app = example(name)
+    for command, file in (("schema", "asyncapi.json"), ("types", "types.d.ts")):
+        written = (EXAMPLES / name / file).read_text()
+        assert written == WRITERS[command](app, app.settings, name), (
+            f"regenerate it: python examples/{name}/app.py {command} --title {name} "
+            f"-o examples/{name}/{file}"
+        )
 
 
 def test_schema_takes_only_the_flags_that_apply() -> None:
