@@ -4,6 +4,7 @@ parser and by ``tsc``."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import enum
 import inspect
@@ -843,3 +844,26 @@ def _identity(kind: Any) -> Any:
 
     signal.__annotations__ = {"x": kind, "return": kind}
     return signal
+
+
+def test_the_schema_package_does_no_io() -> None:
+    """The contract and its writers are pure: files and stdout are the command's business."""
+    package = ROOT / "src" / "lexicons" / "schema"
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & {"asyncio", "socket", "os", "pathlib", "io", "sys"}, path
+        calls = {
+            node.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        assert not calls & {"open", "print", "input"}, path

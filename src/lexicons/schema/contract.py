@@ -34,6 +34,7 @@ __all__ = [
     "Schema",
     "SignalContract",
     "contract_of",
+    "split_return",
 ]
 
 #: A JSON Schema, as msgspec emits it.
@@ -220,7 +221,7 @@ def _members(annotation: Any) -> tuple[Any, ...]:
 
 
 #: A schema known once the gathered types are described; ``None`` for "never".
-Later = Callable[[], Schema | None]
+_Later = Callable[[], Schema | None]
 
 
 class _Types:
@@ -237,7 +238,7 @@ class _Types:
         self._rows: set[str] = set()
         self.schemas: dict[str, Schema] = {}
 
-    def add(self, members: Sequence[Any] | None, owner: str) -> Later:
+    def add(self, members: Sequence[Any] | None, owner: str) -> _Later:
         """The schema of the union of ``members``: UNKNOWN when one is unknowable, None
         when there are none."""
         if members is None:
