@@ -158,9 +158,22 @@ def kitchen_sink() -> Server:
     return app
 
 
+#: Two Structs of one name, from two modules: msgspec names them by module.
+TWINS = (
+    msgspec.defstruct("Twin", [("x", int)], module="alpha"),
+    msgspec.defstruct("Twin", [("y", str)], module="beta"),
+)
+
+
 def hostile_names() -> Server:
     """Names that are valid for lexicons but not as identifiers or component keys."""
     app = Server()
+
+    def twins(p: Any) -> Any:
+        return p
+
+    twins.__annotations__ = {"p": TWINS[0], "return": TWINS[1]}
+    app.add_signal(twins)
     app.channel("a b`${c}", join=True)
     app.channel("q:{x}:`$", join=True)
     # Not "__proto__": the AsyncAPI parser, in JavaScript, loses a property of that name.
@@ -621,6 +634,9 @@ export const admins: Channel = "Admins";
 // @ts-expect-error no such signal
 export const nope: Payload<"nope"> = {};
 export const odd: Hostile["signals"]['say "hi"']["payload"] = { text: "x" };
+export const twin: Hostile["signals"]["twins"]["payload"] = { x: 1 };
+// @ts-expect-error the reply is the other Twin
+export const otherTwin: Hostile["signals"]["twins"]["reply"] = { x: 1 };
 export const japanese: keyof Hostile["signals"] = "日本";
 export const quoted: keyof Hostile["channels"] & string = "q:7:`$";
 export const braced: keyof Hostile["channels"] & string = "a b`$anything";
