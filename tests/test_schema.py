@@ -401,6 +401,7 @@ def test_schema_names_become_distinct_free_identifiers(schemas: list[str]) -> No
             assert name == original
 
 
+@settings(max_examples=25, deadline=None)  # two apps and four documents per example
 @given(st.permutations(["ping", "pong", "add", "zap"]), st.permutations(["A", "b:{x}", "C"]))
 def test_output_does_not_depend_on_registration_order(
     signals: list[str], channels: list[str]
@@ -491,8 +492,13 @@ def test_the_asyncapi_document_of_the_kitchen_sink() -> None:
         "$ref": "#/components/schemas/LoginPayload"
     }
     errors = document["channels"]["socket"]["messages"]["lexicons.Errors"]
-    code = errors["payload"]["properties"]["Errors"]["items"]["properties"]["code"]
-    assert code["examples"] == list(ERROR_CODES)
+    failure = resolve(document, errors["payload"]["properties"]["Errors"]["items"]["$ref"])
+    assert failure["properties"]["code"]["examples"] == list(ERROR_CODES)
+    # The framework's requests are described by the Structs that decode them.
+    subscribe = document["channels"]["socket"]["messages"]["lexicons.subscribe.request"]
+    assert subscribe["payload"]["properties"]["$subscribe"] == {
+        "$ref": "#/components/schemas/lexicons.Subscribe"
+    }
 
 
 def test_an_app_without_channels_has_no_subscription_messages() -> None:
