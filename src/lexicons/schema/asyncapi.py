@@ -54,7 +54,7 @@ def document(contract: Contract, *, title: str, host: str, protocol: str = "ws")
         }
     }
     for channel in contract.channels:
-        channels[keys.of(channel.name, "channel.")] = _channel(channel, own)
+        channels[keys.of(channel.name, "channel.")] = _channel(channel, keys)
     server: dict[str, Any] = {
         "host": host,
         "protocol": protocol,
@@ -249,7 +249,7 @@ def _receive(key: str, summary: str) -> dict[str, Any]:
     return {"action": "receive", "channel": _socket(), "summary": summary, "messages": [_ref(key)]}
 
 
-def _channel(channel: ChannelContract, own: Framework) -> dict[str, Any]:
+def _channel(channel: ChannelContract, keys: _Keys) -> dict[str, Any]:
     notes = ["clients may $subscribe" if channel.joinable else "only server code subscribes"]
     if channel.history is not None:
         count, age = channel.history
@@ -268,14 +268,10 @@ def _channel(channel: ChannelContract, own: Framework) -> dict[str, Any]:
             param: {"description": "one or more characters other than `:`"}
             for param in channel.params
         }
-    notices = [name for name in _used([channel]) if name in ("$join", "$leave", "$lagged")]
+    notices = [name[1:] for name in _used([channel]) if name in ("$join", "$leave", "$lagged")]
     if notices:
-        result["messages"] = {
-            name[1:]: _message(
-                name, _SUMMARIES[name], _frame(name, own.messages[name][1], ref=False)
-            )
-            for name in notices
-        }
+        # The connection's own messages: they arrive there, naming this channel.
+        result["messages"] = {name: _ref(keys.of(name, "lexicons.")) for name in notices}
     return result
 
 
