@@ -4,6 +4,7 @@ parser and by ``tsc``."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import enum
 import inspect
@@ -19,13 +20,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 import pytest
 from example_apps import EXAMPLES, load_example
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from lexicons import History, LexiconsError, Model, Response, Server, Signal
 from lexicons.cli import main
-from lexicons.commands import main_for
+from lexicons.commands import WRITERS, main_for
 from lexicons.schema import asyncapi_document, typescript_declarations
 from lexicons.schema.asyncapi import _Keys
 from lexicons.schema.contract import ERROR_CODES, UNKNOWN, contract_of, split_return
@@ -157,9 +158,22 @@ def kitchen_sink() -> Server:
     return app
 
 
+#: Two Structs of one name, from two modules: msgspec names them by module.
+TWINS = (
+    msgspec.defstruct("Twin", [("x", int)], module="alpha"),
+    msgspec.defstruct("Twin", [("y", str)], module="beta"),
+)
+
+
 def hostile_names() -> Server:
     """Names that are valid for lexicons but not as identifiers or component keys."""
     app = Server()
+
+    def twins(p: Any) -> Any:
+        return p
+
+    twins.__annotations__ = {"p": TWINS[0], "return": TWINS[1]}
+    app.add_signal(twins)
     app.channel("a b`${c}", join=True)
     app.channel("q:{x}:`$", join=True)
     # Not "__proto__": the AsyncAPI parser, in JavaScript, loses a property of that name.
@@ -168,12 +182,16 @@ def hostile_names() -> Server:
     return app
 
 
+EXAMPLE_NAMES = ("chat", "location", "game", "original")
+
+
+def example(name: str) -> Server:
+    module = load_example(name)
+    return next(value for value in vars(module).values() if isinstance(value, Server))
+
+
 def examples() -> dict[str, Server]:
-    found = {}
-    for name in ("chat", "location", "game", "original"):
-        module = load_example(name)
-        found[name] = next(v for v in vars(module).values() if isinstance(v, Server))
-    return found
+    return {name: example(name) for name in EXAMPLE_NAMES}
 
 
 # --- the contract: what the annotations say ---------------------------------------------
@@ -383,6 +401,7 @@ def test_schema_names_become_distinct_free_identifiers(schemas: list[str]) -> No
             assert name == original
 
 
+@settings(max_examples=25, deadline=None)  # two apps and four documents per example
 @given(st.permutations(["ping", "pong", "add", "zap"]), st.permutations(["A", "b:{x}", "C"]))
 def test_output_does_not_depend_on_registration_order(
     signals: list[str], channels: list[str]
@@ -473,8 +492,13 @@ def test_the_asyncapi_document_of_the_kitchen_sink() -> None:
         "$ref": "#/components/schemas/LoginPayload"
     }
     errors = document["channels"]["socket"]["messages"]["lexicons.Errors"]
-    code = errors["payload"]["properties"]["Errors"]["items"]["properties"]["code"]
-    assert code["examples"] == list(ERROR_CODES)
+    failure = resolve(document, errors["payload"]["properties"]["Errors"]["items"]["$ref"])
+    assert failure["properties"]["code"]["examples"] == list(ERROR_CODES)
+    # The framework's requests are described by the Structs that decode them.
+    subscribe = document["channels"]["socket"]["messages"]["lexicons.subscribe.request"]
+    assert subscribe["payload"]["properties"]["$subscribe"] == {
+        "$ref": "#/components/schemas/lexicons.Subscribe"
+    }
 
 
 def test_an_app_without_channels_has_no_subscription_messages() -> None:
@@ -508,6 +532,17 @@ def test_an_unwritable_output_is_one_line_and_status_1(
     target = tmp_path / "missing" / "out.json"
     assert main_for(kitchen_sink(), ["schema", "-o", str(target)]) == 1
     assert capsys.readouterr().err.startswith(f"lexicons: error: --output: cannot write {target}")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_the_examples_generated_files_are_up_to_date(name: str) -> None:
+    app = example(name)
+    for command, file in (("schema", "asyncapi.json"), ("types", "types.d.ts")):
+        written = (EXAMPLES / name / file).read_text()
+        assert written == WRITERS[command](app, app.settings, name), (
+            f"regenerate it: python examples/{name}/app.py {command} --title {name} "
+            f"-o examples/{name}/{file}"
+        )
 
 
 def test_schema_takes_only_the_flags_that_apply() -> None:
@@ -605,6 +640,9 @@ export const admins: Channel = "Admins";
 // @ts-expect-error no such signal
 export const nope: Payload<"nope"> = {};
 export const odd: Hostile["signals"]['say "hi"']["payload"] = { text: "x" };
+export const twin: Hostile["signals"]["twins"]["payload"] = { x: 1 };
+// @ts-expect-error the reply is the other Twin
+export const otherTwin: Hostile["signals"]["twins"]["reply"] = { x: 1 };
 export const japanese: keyof Hostile["signals"] = "日本";
 export const quoted: keyof Hostile["channels"] & string = "q:7:`$";
 export const braced: keyof Hostile["channels"] & string = "a b`$anything";
@@ -750,3 +788,104 @@ async def test_real_frames_meet_the_documents_schemas(tmp_path: Path) -> None:
     for item, result in zip(frames, results, strict=False):
         assert result["valid"], (item, result["errors"])
     assert not any(result["valid"] for result in results[len(frames) :])
+
+
+# --- any value msgspec accepts, TypeScript accepts -----------------------------------------
+
+_numbers = st.floats(allow_nan=False, allow_infinity=False, width=32)
+_structs = iter(range(1_000_000))
+
+
+def _struct(fields: tuple[tuple[Any, Any], tuple[Any, Any]]) -> tuple[Any, Any]:
+    (a, values_a), (b, values_b) = fields
+    struct = msgspec.defstruct(f"Generated{next(_structs)}", [("a", a), ("b", b)])
+    return struct, st.fixed_dictionaries({"a": values_a, "b": values_b})
+
+
+def kinds() -> st.SearchStrategy[tuple[Any, st.SearchStrategy[Any]]]:
+    """Types msgspec describes, each with a strategy for JSON values it accepts."""
+    leaves = st.sampled_from(
+        [
+            (int, st.integers(-(2**53), 2**53)),
+            (float, _numbers),
+            (str, st.text(max_size=4)),
+            (bool, st.booleans()),
+            (type(None), st.none()),
+            (Literal["a", 1], st.sampled_from(["a", 1])),
+            (Color, st.sampled_from(["red", "blue"])),
+            (Level, st.sampled_from([1, 2])),
+            (Point, st.fixed_dictionaries({"x": _numbers, "y": _numbers})),
+        ]
+    )
+
+    def extend(
+        inner: st.SearchStrategy[tuple[Any, Any]],
+    ) -> st.SearchStrategy[tuple[Any, Any]]:
+        return st.one_of(
+            inner.map(lambda k: (list[k[0]], st.lists(k[1], max_size=3))),
+            inner.map(
+                lambda k: (dict[str, k[0]], st.dictionaries(st.text(max_size=3), k[1], max_size=2))
+            ),
+            inner.map(lambda k: (k[0] | None, st.one_of(st.none(), k[1]))),
+            st.tuples(inner, inner).map(
+                lambda p: (tuple[p[0][0], p[1][0]], st.tuples(p[0][1], p[1][1]).map(list))
+            ),
+            st.tuples(inner, inner).map(_struct),
+        )
+
+    return st.recursive(leaves, extend, max_leaves=6)
+
+
+@NEEDS_NODE
+@settings(max_examples=4, deadline=None)
+@given(st.lists(kinds(), min_size=1, max_size=10), st.data())
+def test_values_msgspec_accepts_type_check(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[tuple[Any, Any]], data: st.DataObject
+) -> None:
+    app = Server()
+    lines = ['import type { App } from "./app";', 'type S = App["signals"];']
+    for index, (kind, values) in enumerate(kinds):
+        handler = app.add_signal(_identity(kind), f"s{index}")
+        value = data.draw(values)
+        # A Struct as the one parameter is the whole payload.
+        payload = value if handler.payload.named else {"x": value}
+        msgspec.convert(payload, handler.payload.struct)  # the server accepts it
+        literal = json.dumps(value)
+        lines.append(f'export const p{index}: S["s{index}"]["payload"] = {json.dumps(payload)};')
+        lines.append(f'export const r{index}: S["s{index}"]["reply"] = {literal};')
+    folder = tmp_path_factory.mktemp("values")
+    (folder / "app.ts").write_text(typescript_declarations(app))
+    (folder / "values.ts").write_text("\n".join(lines) + "\n")
+    done = tsc(folder, "app.ts", "values.ts")
+    assert done.returncode == 0, done.stdout + "\n".join(lines)
+
+
+def _identity(kind: Any) -> Any:
+    def signal(x: Any) -> Any:
+        return x
+
+    signal.__annotations__ = {"x": kind, "return": kind}
+    return signal
+
+
+def test_the_schema_package_does_no_io() -> None:
+    """The contract and its writers are pure: files and stdout are the command's business."""
+    package = ROOT / "src" / "lexicons" / "schema"
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & {"asyncio", "socket", "os", "pathlib", "io", "sys"}, path
+        calls = {
+            node.func.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        assert not calls & {"open", "print", "input"}, path

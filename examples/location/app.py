@@ -58,7 +58,7 @@ def watched(sv: Server, *areas: str) -> list[str]:
 
 
 @app.signal
-def move(ws: Connection, sv: Server, lat: Latitude, lon: Longitude) -> Response | None:
+def move(ws: Connection, sv: Server, lat: Latitude, lon: Longitude) -> Response[Position] | None:
     """Record a position and tell the watchers of its area, and of the one it left."""
     old = positions.get(ws.pk)
     position = Position(ws.pk, lat, lon, area_of(lat, lon), time.time())

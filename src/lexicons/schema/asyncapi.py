@@ -18,14 +18,13 @@ from typing import Any
 
 from .._version import __version__
 from .contract import (
-    ERROR_CODES,
-    UNKNOWN,
     ChannelContract,
     Contract,
     HeaderContract,
     Schema,
     SignalContract,
 )
+from .frames import Framework, framework
 
 __all__ = ["SOCKET", "document"]
 
@@ -33,19 +32,6 @@ __all__ = ["SOCKET", "document"]
 SOCKET = "socket"
 
 _REF = {"description": "the request's `ref`, when it sent one"}
-_CHANNEL_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
-_POSITION = {
-    "channel": {"type": "string"},
-    "epoch": {"type": "string"},
-    "offset": {"type": "integer", "minimum": 0},
-}
-
-
-#: A broadcast on a history channel carries the channel and the publication's offset.
-_POSITION_OPTIONAL = {
-    "channel": {"type": "string", "description": "on a history channel: its name"},
-    "offset": {"type": "integer", "minimum": 1, "description": "on a history channel"},
-}
 
 
 def document(contract: Contract, *, title: str, host: str, protocol: str = "ws") -> dict[str, Any]:
@@ -53,9 +39,10 @@ def document(contract: Contract, *, title: str, host: str, protocol: str = "ws")
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     keys = _Keys()
+    own = framework()
     for signal in contract.signals:
-        _signal(signal, keys.of(signal.name), messages, operations)
-    _framework(contract.channels, keys, messages, operations)
+        _signal(signal, keys.of(signal.name), own.publication, messages, operations)
+    _framework(contract.channels, own, keys, messages, operations)
     channels: dict[str, Any] = {
         SOCKET: {
             "address": "/",
@@ -67,7 +54,7 @@ def document(contract: Contract, *, title: str, host: str, protocol: str = "ws")
         }
     }
     for channel in contract.channels:
-        channels[keys.of(channel.name, "channel.")] = _channel(channel)
+        channels[keys.of(channel.name, "channel.")] = _channel(channel, keys)
     server: dict[str, Any] = {
         "host": host,
         "protocol": protocol,
@@ -85,7 +72,7 @@ def document(contract: Contract, *, title: str, host: str, protocol: str = "ws")
         "servers": {"default": server},
         "channels": channels,
         "operations": operations,
-        "components": {"schemas": dict(contract.schemas)},
+        "components": {"schemas": {**contract.schemas, **own.schemas}},
     }
     if contract.headers:
         schemes = {keys.of(h.name, "header."): _scheme(h) for h in contract.headers}
@@ -167,7 +154,11 @@ def _socket() -> dict[str, str]:
 
 
 def _signal(
-    signal: SignalContract, key: str, messages: dict[str, Any], operations: dict[str, Any]
+    signal: SignalContract,
+    key: str,
+    publication: dict[str, Schema],
+    messages: dict[str, Any],
+    operations: dict[str, Any],
 ) -> None:
     name = signal.name
     summary = signal.doc or f"signal {name}"
@@ -192,7 +183,7 @@ def _signal(
         messages[f"{key}.broadcast"] = _message(
             name,
             f"what {name} broadcasts to a channel's subscribers",
-            _frame(name, signal.broadcast, ref=False, extra=_POSITION_OPTIONAL),
+            _frame(name, signal.broadcast, ref=False, extra=publication),
         )
         operations[f"{key}.broadcast"] = {
             "action": "receive",
@@ -204,118 +195,61 @@ def _signal(
 
 def _framework(
     channels: Iterable[ChannelContract],
+    own: Framework,
     keys: _Keys,
     messages: dict[str, Any],
     operations: dict[str, Any],
 ) -> None:
     """The error frame, and the ``$`` requests and notices the channels make possible."""
-    error = {
-        "type": "object",
-        "properties": {
-            "signal": {"type": ["string", "null"]},
-            "code": {
-                "type": "string",
-                "description": "lexicons' own codes: "
-                + "; ".join(f"`{code}`: {when}" for code, when in ERROR_CODES.items())
-                + "; or a handler's SignalError code",
-                "examples": list(ERROR_CODES),
-            },
-            "message": {"type": "string"},
-        },
-        "required": ["signal", "code", "message"],
-    }
-    errors = keys.of("Errors", "lexicons.")
-    messages[errors] = _message(
-        "Errors",
-        "the failure of a request, to its sender only",
-        _frame("Errors", {"type": "array", "items": error, "minItems": 1}, ref=True),
-    )
-    operations[errors] = _receive(errors, "errors answered to a request")
-    channels = list(channels)
-    joinable = any(channel.joinable for channel in channels)
-    presence = any(channel.presence for channel in channels)
-    requests: dict[str, tuple[Schema, Schema]] = {}
-    if joinable:
-        requests["$subscribe"] = (
-            _object(
-                {"channel": _CHANNEL_NAME, "since": _object(_POSITION, ["epoch", "offset"])},
-                ["channel"],
-            ),
-            _object({**_POSITION, "recovered": {"type": "boolean"}}, [*_POSITION, "recovered"]),
-        )
-        requests["$unsubscribe"] = (_named(), _named())
-    if presence:
-        member = _object({"pk": {"type": "string"}, "info": UNKNOWN}, ["pk", "info"])
-        requests["$presence"] = (
-            _named(),
-            _object(
-                {"channel": {"type": "string"}, "members": {"type": "array", "items": member}},
-                ["channel", "members"],
-            ),
-        )
-    for name, (request, reply) in requests.items():
+    for name in _used(list(channels)):
+        sends, receives = own.messages[name]
         key = keys.of(name.lstrip("$"), "lexicons.")
-        messages[f"{key}.request"] = _message(
-            name, f"ask for {name}", _frame(name, request, ref=True)
-        )
+        summary = _SUMMARIES[name]
+        if sends is None:
+            messages[key] = _message(name, summary, _frame(name, receives, ref=name == "Errors"))
+            operations[key] = _receive(key, summary)
+            continue
+        messages[f"{key}.request"] = _message(name, summary, _frame(name, sends, ref=True))
         messages[f"{key}.reply"] = _message(
-            name, f"the answer to {name}", _frame(name, reply, ref=True)
+            name, f"the answer to {name}", _frame(name, receives, ref=True)
         )
         operations[key] = {
             "action": "send",
             "channel": _socket(),
+            "summary": summary,
             "messages": [_ref(f"{key}.request")],
             "reply": {"channel": _socket(), "messages": [_ref(f"{key}.reply")]},
         }
-    for name, summary in _notices(channels):
-        key = keys.of(name.lstrip("$"), "lexicons.")
-        messages[key] = _message(name, summary, _frame(name, _NOTICES[name], ref=False))
-        operations[key] = _receive(key, summary)
 
 
-_NOTICES = {
-    "$join": {
-        "type": "object",
-        "properties": {"channel": {"type": "string"}, "pk": {"type": "string"}, "info": UNKNOWN},
-        "required": ["channel", "pk", "info"],
-    },
-    "$lagged": {
-        "type": "object",
-        "properties": {"channel": {"type": "string"}, "dropped": {"type": "integer"}},
-        "required": ["channel", "dropped"],
-    },
+_SUMMARIES = {
+    "Errors": "the failure of a request, to its sender only",
+    "$subscribe": "join a channel, recovering what was missed since a position",
+    "$unsubscribe": "leave a channel",
+    "$presence": "list the members of a presence channel",
+    "$join": "a connection subscribed to a presence channel",
+    "$leave": "a connection left a presence channel",
+    "$lagged": "publications dropped while this connection lagged",
 }
-_NOTICES["$leave"] = _NOTICES["$join"]
 
 
-def _notices(channels: list[ChannelContract]) -> list[tuple[str, str]]:
-    found = []
+def _used(channels: list[ChannelContract]) -> list[str]:
+    """The framework's messages that channels like these make possible."""
+    used = ["Errors"]
+    if any(channel.joinable for channel in channels):
+        used += ["$subscribe", "$unsubscribe"]
     if any(channel.presence for channel in channels):
-        found.append(("$join", "a connection subscribed to a presence channel"))
-        found.append(("$leave", "a connection left a presence channel"))
+        used += ["$presence", "$join", "$leave"]
     if any(channel.policy == "drop" or channel.history for channel in channels):
-        found.append(("$lagged", "publications dropped while this connection lagged"))
-    return found
+        used.append("$lagged")
+    return used
 
 
 def _receive(key: str, summary: str) -> dict[str, Any]:
     return {"action": "receive", "channel": _socket(), "summary": summary, "messages": [_ref(key)]}
 
 
-def _object(properties: dict[str, Any], required: list[str]) -> Schema:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
-def _named() -> Schema:
-    return _object({"channel": _CHANNEL_NAME}, ["channel"])
-
-
-def _channel(channel: ChannelContract) -> dict[str, Any]:
+def _channel(channel: ChannelContract, keys: _Keys) -> dict[str, Any]:
     notes = ["clients may $subscribe" if channel.joinable else "only server code subscribes"]
     if channel.history is not None:
         count, age = channel.history
@@ -334,12 +268,10 @@ def _channel(channel: ChannelContract) -> dict[str, Any]:
             param: {"description": "one or more characters other than `:`"}
             for param in channel.params
         }
-    notices = [name for name, _ in _notices([channel])]
+    notices = [name[1:] for name in _used([channel]) if name in ("$join", "$leave", "$lagged")]
     if notices:
-        result["messages"] = {
-            name.lstrip("$"): _message(name, name, _frame(name, _NOTICES[name], ref=False))
-            for name in notices
-        }
+        # The connection's own messages: they arrive there, naming this channel.
+        result["messages"] = {name: _ref(keys.of(name, "lexicons.")) for name in notices}
     return result
 
 

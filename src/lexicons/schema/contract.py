@@ -34,6 +34,7 @@ __all__ = [
     "Schema",
     "SignalContract",
     "contract_of",
+    "split_return",
 ]
 
 #: A JSON Schema, as msgspec emits it.
@@ -140,47 +141,40 @@ def contract_of(app: Application) -> Contract:
     """The contract of ``app`` (a :class:`lexicons.Server`); raises LexiconsError naming
     the signal or header whose annotation has no JSON Schema."""
     gathered = _Types()
-    signals = []
-    for name in sorted(app.signals):
-        handler = app.signals[name]
-        replies, silent, broadcasts = split_return(handler.returns)
-        signals.append(
-            (
-                name,
-                _doc(handler.func),
-                gathered.payload(handler.payload, f"signal {name!r}: payload"),
-                gathered.add(replies, f"signal {name!r}: reply"),
-                silent,
-                gathered.add(broadcasts, f"signal {name!r}: broadcast"),
-            )
-        )
-    headers = []
-    for name in app.headers:
-        handler = app.headers[name]
-        fields = msgspec.structs.fields(handler.payload.struct)
-        text = [field.name for field in fields] == ["header"] and not handler.payload.named
-        if text:
-            value: int | Schema = gathered.add([fields[0].type], f"header {name!r}") or -1
-        else:
-            value = gathered.payload(handler.payload, f"header {name!r}")
-        headers.append((name, _doc(handler.func), value, text))
-    resolve = gathered.resolve()
+    signals = [_signal(gathered, name, app.signals[name]) for name in sorted(app.signals)]
+    headers = [_header(gathered, name, app.headers[name]) for name in app.headers]
+    gathered.describe()
     return Contract(
-        signals=tuple(
-            SignalContract(
-                name, doc, resolve(payload), _opt(resolve, reply), silent, _opt(resolve, cast)
-            )
-            for name, doc, payload, reply, silent, cast in signals
-        ),
+        signals=tuple(make() for make in signals),
         channels=tuple(
             sorted((_channel(c) for c in app.channels.declarations()), key=lambda c: c.name)
         ),
-        headers=tuple(
-            HeaderContract(name, doc, resolve(value), text) for name, doc, value, text in headers
-        ),
+        headers=tuple(make() for make in headers),
         gate=_gate_name(app.gate),
         schemas=gathered.schemas,
     )
+
+
+def _signal(gathered: _Types, name: str, handler: Any) -> Callable[[], SignalContract]:
+    """Gather a signal's types; returns what makes its contract once they are described."""
+    replies, silent, broadcasts = split_return(handler.returns)
+    payload = gathered.payload(handler.payload, f"signal {name!r}: payload")
+    reply = gathered.add(replies, f"signal {name!r}: reply")
+    broadcast = gathered.add(broadcasts, f"signal {name!r}: broadcast")
+    doc = _doc(handler.func)
+    return lambda: SignalContract(name, doc, payload(), reply(), silent, broadcast())
+
+
+def _header(gathered: _Types, name: str, handler: Any) -> Callable[[], HeaderContract]:
+    """Gather a header's value type: a JSON object's, or the text's (``header: str``)."""
+    fields = msgspec.structs.fields(handler.payload.struct)
+    text = [field.name for field in fields] == ["header"] and not handler.payload.named
+    if text:
+        value = gathered.add([fields[0].type], f"header {name!r}")
+    else:
+        value = gathered.payload(handler.payload, f"header {name!r}")
+    doc = _doc(handler.func)
+    return lambda: HeaderContract(name, doc, value() or UNKNOWN, text)
 
 
 def split_return(annotation: Any) -> tuple[list[Any] | None, bool, list[Any] | None]:
@@ -226,6 +220,10 @@ def _members(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
+#: A schema known once the gathered types are described; ``None`` for "never".
+_Later = Callable[[], Schema | None]
+
+
 class _Types:
     """Gathers the Python types of a contract, then has msgspec describe them all at once,
     so that every named type becomes one shared schema."""
@@ -233,40 +231,48 @@ class _Types:
     def __init__(self) -> None:
         self._types: list[Any] = []
         self._owners: list[str] = []
-        #: Payloads made from parameters with ``**kwargs``: other fields reach it too.
-        self._open: set[int] = set()
+        self._found: tuple[Schema, ...] = ()
+        #: Payloads made from parameters with ``**kwargs``: other fields reach them too.
+        self._open: list[int] = []
         #: The names of the Structs new rows decode from, whose ``pk`` clients must omit.
         self._rows: set[str] = set()
         self.schemas: dict[str, Schema] = {}
 
-    def add(self, members: Sequence[Any] | None, owner: str) -> int | None:
-        """The index of the union of ``members`` (``-1``: unknown), or None for never."""
+    def add(self, members: Sequence[Any] | None, owner: str) -> _Later:
+        """The schema of the union of ``members``: UNKNOWN when one is unknowable, None
+        when there are none."""
         if members is None:
-            return None
+            return lambda: None
         if _UNKNOWN_TYPE in members:
-            return -1
-        self._types.append(members[0] if len(members) == 1 else typing.Union[tuple(members)])  # noqa: UP007
+            return lambda: UNKNOWN
+        kind = members[0] if len(members) == 1 else typing.Union[tuple(members)]  # noqa: UP007
+        index = self._index(kind, owner)
+        return lambda: self._found[index]
+
+    def payload(self, spec: Any, owner: str) -> Callable[[], Schema]:
+        """A payload's schema; inline when it has no fields of its own (a signal without
+        parameters: an empty object, or any object with ``**kwargs``)."""
+        if not spec.named and not msgspec.structs.fields(spec.struct):
+            inline: Schema = {"type": "object"}
+            if not spec.takes_extra:
+                inline |= {"properties": {}, "additionalProperties": False}
+            return lambda: inline
+        index = self._index(spec.struct, owner)
+        if spec.takes_extra and not spec.named:
+            self._open.append(index)
+        self._rows.update(row.__name__ for row in spec.rows)
+        return lambda: self._found[index]
+
+    def _index(self, kind: Any, owner: str) -> int:
+        self._types.append(kind)
         self._owners.append(owner)
         return len(self._types) - 1
 
-    def payload(self, spec: Any, owner: str) -> int | Schema:
-        """A payload's type, or its schema inline when it has no fields of its own (a
-        signal without parameters: an empty object, or any object with ``**kwargs``)."""
-        if not spec.named and not msgspec.structs.fields(spec.struct):
-            if spec.takes_extra:
-                return {"type": "object"}
-            return {"type": "object", "properties": {}, "additionalProperties": False}
-        index = self.add([spec.struct], owner)
-        assert index is not None
-        if spec.takes_extra and not spec.named:
-            self._open.add(index)
-        self._rows.update(row.__name__ for row in spec.rows)
-        return index
-
-    def resolve(self) -> Callable[[int | Schema], Schema]:
-        """Describe every gathered type; returns the lookup of an index's schema."""
+    def describe(self) -> None:
+        """Describe every gathered type (raises LexiconsError naming the owner of a type
+        msgspec cannot describe)."""
         try:
-            found, self.schemas = _components(self._types)
+            self._found, self.schemas = _components(self._types)
         except (TypeError, ValueError):
             for kind, owner in zip(self._types, self._owners, strict=True):
                 try:
@@ -279,7 +285,7 @@ class _Types:
             raise
         for index in self._open:
             # Said explicitly: an object schema without the keyword is read as closed.
-            name = found[index]["$ref"].removeprefix(REF_PREFIX)
+            name = self._found[index]["$ref"].removeprefix(REF_PREFIX)
             self.schemas[name]["additionalProperties"] = True
         for named in self.schemas.values():
             if named.get("title") in self._rows and named["properties"].get("pk") == {}:
@@ -287,20 +293,9 @@ class _Types:
                 del named["properties"]["pk"]
         self.schemas = dict(sorted(self.schemas.items()))
 
-        def schema(item: int | Schema) -> Schema:
-            if isinstance(item, dict):
-                return item
-            return UNKNOWN if item == -1 else found[item]
-
-        return schema
-
 
 def _components(kinds: Iterable[Any]) -> tuple[tuple[Schema, ...], dict[str, Schema]]:
     return msgspec.json.schema_components(kinds, ref_template=REF_PREFIX + "{name}")
-
-
-def _opt(resolve: Callable[[int | Schema], Schema], item: int | None) -> Schema | None:
-    return None if item is None else resolve(item)
 
 
 def _channel(channel: Any) -> ChannelContract:
