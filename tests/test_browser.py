@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import chromium_path
-from example_apps import load_example
+from conftest import Process, chromium_path, free_port
+from example_apps import EXAMPLES, load_example
 
 from lexicons.testing import TestClient
 
@@ -43,8 +46,10 @@ WAIT = 15.0  # seconds for a page to show what the test waits for
 
 
 @contextmanager
-def chromium() -> Iterator[Driver]:
-    """A headless Chromium with a fresh profile that talks to no host but ours."""
+def chromium(phone: tuple[int, int] | None = None) -> Iterator[Driver]:
+    """A headless Chromium with a fresh profile that talks to no host but ours;
+    ``phone``: the width and height of a phone's screen it emulates (a window cannot
+    be narrower than 500 px)."""
     options = webdriver.ChromeOptions()
     options.binary_location = chromium_path() or CHROMIUM
     profile = tempfile.mkdtemp(prefix="lexicons-chromium-")
@@ -63,6 +68,10 @@ def chromium() -> Iterator[Driver]:
         options.add_argument(flag)
     service = Service(executable_path=shutil.which("chromedriver") or CHROMEDRIVER)
     driver = webdriver.Chrome(service=service, options=options)
+    if phone is not None:
+        width, height = phone
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": True}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     try:
         yield driver
     finally:
@@ -143,3 +152,79 @@ async def test_two_browsers_chat_and_a_reload_shows_history(tmp_path: Path) -> N
         "hello from ada",
         "hi ada, bob here",
     ]
+
+
+# The outage of issue 17: long enough for several reconnection attempts to fail.
+OUTAGE = 5.0
+
+
+def serve_chat(process: type[Process], port: int, data: Path) -> tuple[Process, str]:
+    """The chat example as a subprocess on ``port``, and its page's URL."""
+    server = process(
+        sys.executable, EXAMPLES / "chat" / "app.py", "run",
+        "--host", "127.0.0.1", "--port", str(port), "--data", str(data),
+    )  # fmt: skip
+    url = server.url().replace("ws://", "http://", 1)
+    # Keep reading its log, so a full pipe never blocks it.
+    threading.Thread(target=server.stderr.extend, args=(server.popen.stderr,), daemon=True).start()
+    return server, url
+
+
+def reconnecting(driver: Driver) -> bool:
+    return "reconnecting" in driver.find_element(By.ID, "status").text.lower()
+
+
+def back(driver: Driver, who: str) -> None:
+    """Wait until the page is connected again, and check it is still logged in."""
+    wait_for(driver, lambda d: not reconnecting(d), f"{who} reconnected")
+    assert not driver.find_element(By.ID, "login").is_displayed(), f"{who} was logged out"
+    in_lobby(driver)
+
+
+def page_errors(driver: Driver) -> list[dict[str, Any]]:
+    """SEVERE console entries, but the browser's own reports of refused connections,
+    which a page cannot prevent while its server is down."""
+    return [
+        entry
+        for entry in driver.get_log("browser")
+        if entry.get("level") == "SEVERE" and entry.get("source") != "network"
+    ]
+
+
+def test_the_chat_survives_a_server_outage(process: type[Process], tmp_path: Path) -> None:
+    port = free_port()
+    server, url = serve_chat(process, port, tmp_path)
+    # Ada's phone is 375 px wide: nothing scrolls sideways, and the input is visible.
+    with chromium(phone=(375, 740)) as ada, chromium() as bob:
+        sign_up(ada, url, "ada")
+        sign_up(bob, url, "bob")
+        width = ada.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 375, f"the page is {width} px wide on a 375 px screen"
+        bottom = ada.execute_script(
+            "return document.getElementById('text').getBoundingClientRect().bottom"
+        )
+        assert ada.find_element(By.ID, "text").is_displayed() and bottom <= 740
+        say(ada, "one")
+        wait_for(bob, lambda d: messages(d) == ["ada one"], "ada's message")
+        say(bob, "two")
+        wait_for(ada, lambda d: messages(d) == ["ada one", "bob two"], "bob's message")
+
+        # The server stops and comes back on the same port with the same data.
+        server.popen.kill()
+        server.popen.wait()
+        for page in (ada, bob):
+            wait_for(page, reconnecting, "that it is reconnecting")
+        time.sleep(OUTAGE)  # the outage is the scenario: nothing to wait for but time
+        serve_chat(process, port, tmp_path)
+
+        # Whoever is back first speaks while the other may still be waiting to retry.
+        back(bob, "bob")
+        say(bob, "three")
+        everything = ["ada one", "bob two", "bob three"]
+        for page, who in ((ada, "ada"), (bob, "bob")):
+            back(page, who)
+            wait_for(page, lambda d: messages(d) == everything, f"each message once for {who}")
+        say(ada, "four")
+        wait_for(bob, lambda d: messages(d)[-1:] == ["ada four"], "ada's message after the outage")
+        for page in (ada, bob):
+            assert page_errors(page) == []
