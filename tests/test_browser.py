@@ -1,8 +1,9 @@
-"""The chat example in headless Chromium: two pages register, talk, and one reloads.
+"""The example pages in headless Chromium: the chat (two pages register, talk, reload,
+and ride out a server outage), the location map and the tic-tac-toe board.
 
-The app is served in-process, in the test's event loop; the browsers are driven by
-Selenium from a worker thread (its calls block), against Debian's chromium and
-chromium-driver, never a downloaded browser.
+The apps are served in-process, in the test's event loop, and the browsers driven by
+Selenium from a worker thread (its calls block); the outage needs a server subprocess
+to stop. Debian's chromium and chromium-driver, never a downloaded browser.
 """
 
 from __future__ import annotations
@@ -228,3 +229,70 @@ def test_the_chat_survives_a_server_outage(process: type[Process], tmp_path: Pat
         wait_for(bob, lambda d: messages(d)[-1:] == ["ada four"], "ada's message after the outage")
         for page in (ada, bob):
             assert page_errors(page) == []
+
+
+def markers(driver: Driver) -> list[str]:
+    return [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#walkers li.marker")]
+
+
+async def test_the_location_page_draws_the_walkers_of_its_area() -> None:
+    location = load_example("location")
+    async with TestClient(location.app) as client:
+        page = client.url.replace("ws://", "http://", 1) + "?lat=48.855&lon=2.355"
+        with chromium() as driver:
+            await asyncio.to_thread(driver.get, page)
+            area = driver.find_element(By.ID, "area")
+            await asyncio.to_thread(
+                wait_for, driver, lambda d: area.text == "area:4885:235", "the area it watches"
+            )
+            walker = await client.connect()
+            await walker.send("move", lat=48.8551, lon=2.3552)
+            await asyncio.to_thread(
+                wait_for, driver, lambda d: markers(d) == ["48.85510, 2.35520"], "the walker"
+            )
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#map circle")) == 1
+            await walker.close()
+            await asyncio.to_thread(wait_for, driver, lambda d: markers(d) == [], "it gone")
+            # A point off the globe, past the form's own check: the server's error shows.
+            driver.execute_script(
+                "document.getElementById('lat').value = '91';"
+                "document.getElementById('where').dispatchEvent(new Event('submit'))"
+            )
+            status = driver.find_element(By.ID, "status")
+            await asyncio.to_thread(wait_for, driver, lambda d: "lat" in status.text, "the error")
+            assert area.text == "area:4885:235"  # still watching the same area
+            assert page_errors(driver) == []
+
+
+def board(driver: Driver) -> list[str]:
+    return [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#board button.cell")]
+
+
+async def test_the_game_page_plays_against_a_python_player() -> None:
+    game = load_example("game")
+    async with TestClient(game.app) as client:
+        page = client.url.replace("ws://", "http://", 1)
+        with chromium() as driver:
+            await asyncio.to_thread(driver.get, page)
+            status = driver.find_element(By.ID, "status")
+            play = driver.find_element(By.ID, "play")
+            await asyncio.to_thread(play.click)
+            await asyncio.to_thread(
+                wait_for, driver, lambda d: "Waiting" in status.text, "waiting"
+            )
+            opponent = await client.connect(headers={"Player": "python-player-0123456789"})
+            assert await opponent.call("play") == {"waiting": False}
+            start = await opponent.expect("start")
+            assert start["mark"] == "O"  # the page queued first: it plays X, and starts
+            await asyncio.to_thread(wait_for, driver, lambda d: "your turn" in status.text, "X")
+
+            cells = driver.find_elements(By.CSS_SELECTOR, "#board button.cell")
+            await asyncio.to_thread(cells[4].click)
+            assert (await opponent.expect("move"))["board"][4] == "X"
+            await asyncio.to_thread(wait_for, driver, lambda d: board(d)[4] == "X", "its move")
+            assert not cells[0].is_enabled()  # their turn now
+            await opponent.send("move", game=start["game"], cell=0)
+            await asyncio.to_thread(wait_for, driver, lambda d: board(d)[0] == "O", "O's move")
+            assert board(driver) == ["O", "", "", "", "X", "", "", "", ""]
+            assert "your turn" in status.text
+            assert page_errors(driver) == []
