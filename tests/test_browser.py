@@ -80,8 +80,10 @@ def chromium(phone: tuple[int, int] | None = None) -> Iterator[Driver]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(driver: Driver, condition: Callable[[Driver], Any], what: str) -> Any:
-    return WebDriverWait(driver, WAIT).until(condition, message=f"page never showed {what}")
+def wait_for(
+    driver: Driver, condition: Callable[[Driver], Any], what: str, timeout: float = WAIT
+) -> Any:
+    return WebDriverWait(driver, timeout).until(condition, message=f"page never showed {what}")
 
 
 def messages(driver: Driver) -> list[str]:
@@ -157,6 +159,9 @@ async def test_two_browsers_chat_and_a_reload_shows_history(tmp_path: Path) -> N
 
 # The outage of issue 17: long enough for several reconnection attempts to fail.
 OUTAGE = 5.0
+# Seconds a page may take to be back: the chat page's longest wait between attempts
+# (10 s), then the attempt.
+BACK = 25.0
 
 
 def serve_chat(process: type[Process], port: int, data: Path) -> tuple[Process, str]:
@@ -177,9 +182,18 @@ def reconnecting(driver: Driver) -> bool:
 
 def back(driver: Driver, who: str) -> None:
     """Wait until the page is connected again, and check it is still logged in."""
-    wait_for(driver, lambda d: not reconnecting(d), f"{who} reconnected")
+    wait_for(driver, lambda d: not reconnecting(d), f"{who} reconnected", BACK)
     assert not driver.find_element(By.ID, "login").is_displayed(), f"{who} was logged out"
     in_lobby(driver)
+
+
+def network(driver: Driver, online: bool) -> None:
+    """Take the browser's network away, or give it back (it fires offline/online)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    conditions = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions", {"offline": not online, **conditions}
+    )
 
 
 def page_errors(driver: Driver) -> list[dict[str, Any]]:
@@ -215,18 +229,26 @@ def test_the_chat_survives_a_server_outage(process: type[Process], tmp_path: Pat
         server.popen.wait()
         for page in (ada, bob):
             wait_for(page, reconnecting, "that it is reconnecting")
+        network(ada, online=False)  # and ada's phone loses its network meanwhile
         time.sleep(OUTAGE)  # the outage is the scenario: nothing to wait for but time
         serve_chat(process, port, tmp_path)
 
-        # Whoever is back first speaks while the other may still be waiting to retry.
+        # Bob is back first, and speaks while ada is still away; she writes meanwhile.
         back(bob, "bob")
         say(bob, "three")
-        everything = ["ada one", "bob two", "bob three"]
+        wait_for(bob, lambda d: messages(d)[-1:] == ["bob three"], "bob's message")
+        assert reconnecting(ada)
+        say(ada, "four")  # held by her client until it is back
+        network(ada, online=True)
+        back(ada, "ada")
+        everything = ["ada one", "bob two", "bob three", "ada four"]
         for page, who in ((ada, "ada"), (bob, "bob")):
-            back(page, who)
             wait_for(page, lambda d: messages(d) == everything, f"each message once for {who}")
-        say(ada, "four")
-        wait_for(bob, lambda d: messages(d)[-1:] == ["ada four"], "ada's message after the outage")
+        # One more: whatever a page still had to receive from before came ahead of it.
+        say(bob, "five")
+        everything.append("bob five")
+        for page, who in ((ada, "ada"), (bob, "bob")):
+            wait_for(page, lambda d: messages(d) == everything, f"nothing twice for {who}")
         for page in (ada, bob):
             assert page_errors(page) == []
 

@@ -25,7 +25,13 @@ function connect(header, value) {
   client?.close();
   credentials = { [header]: value };
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const current = new Client(`${scheme}://${location.host}/`, { credentials });
+  const current = new Client(`${scheme}://${location.host}/`, {
+    credentials,
+    // At most 10 s between attempts: back within seconds of the server. While the device
+    // is offline, no attempts; the first goes out the moment the network is back.
+    reconnect: { maximum: 10000 },
+    pause: { offline: true },
+  });
   client = current;
   current.onState((state) => changed(current, state));
   current.on("session", (session) => {
@@ -52,7 +58,8 @@ function changed(current, state) {
   if (state === "open") status("");
   else if (state === "waiting" || state === "connecting") {
     if (me !== null) status("Connection lost, reconnecting…");
-  } else if (state === "refused") {
+  } else if (state === "paused") status("Offline: reconnecting once the network is back…");
+  else if (state === "refused") {
     const [header] = Object.keys(credentials);
     if (header === "Session") sessionStorage.removeItem(SESSION);
     loggedOut(REFUSED[header] ?? "Refused.");
