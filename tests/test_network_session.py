@@ -320,6 +320,16 @@ def test_a_probe_is_answered_and_never_admitted(waits: bool) -> None:
     assert h.app.dispatched == []  # bytes after a plain request are never frames
 
 
+def test_a_probe_whose_client_vanishes_is_cancelled_and_closed_once() -> None:
+    app = Probed()
+    app.attempt_answer = Pending("probe")
+    h = Harness(app=app)
+    h.feed(b"GET /lexicons.attempt HTTP/1.1\r\nHost: x\r\n\r\n")
+    h.session.connection_lost()
+    assert h.port.work[0].cancelled
+    assert h.app.closed_calls == [False] and h.port.written == []
+
+
 def test_only_a_plain_get_is_a_probe() -> None:
     app = Probed()
     app.attempt_answer = plain_response(200, "admitted\n")

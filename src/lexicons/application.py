@@ -284,7 +284,7 @@ class ServerApplication(Application):
             return plain_response(200, b"", "text/plain", *cors_headers(request, True))
         return answer(request, self.static)
 
-    def attempt(self, ws: Connection, request: Request) -> Any:
+    def attempt(self, ws: Connection, request: Request) -> Response | Awaitable[Response]:
         """The probe's answer: the handshake's own checks and limits, then 200 where the
         upgrade would go ahead and the refusal (403, 429...) where it would not."""
         verdict = self.admit(ws, attempt_handshake(request))

@@ -2,7 +2,8 @@
 
 ``Token`` admits ``ok`` and ``ok2`` and refuses anything else (so a test can tell a 403
 from an outage); ``room:<id>`` channels keep history and presence, and clients may join
-them. Run as ``python -m lexicons run tests/apps/js_app.py --port 0``; the tests pass
+them; ``feed`` drops publications for a reader that lags, and ``flood`` makes one lag.
+Run as ``python -m lexicons run tests/apps/js_app.py --port 0``; the tests pass
 ``--broker redis://...`` to share channels between two processes.
 """
 
@@ -14,6 +15,7 @@ app = Server(debug=False)
 app.channel("room:{id}", history=History(1000, age=600), presence=True, join=True)
 app.channel("plain:{id}", join=True)
 app.channel("closed", join=False)
+app.channel("feed", join=True, policy="drop", history=History(10_000))
 
 
 @app.header
@@ -50,6 +52,15 @@ async def hang() -> None:
 @app.signal
 def say(room: str, text: str) -> Response:
     return Response({"room": room, "text": text}, [room])
+
+
+@app.signal
+def flood(sv, count: int, size: int) -> int:
+    """Publish ``count`` blobs of ``size`` bytes on ``feed``: enough to make a reader
+    that stopped reading lag (the channel drops for it, then sends ``$lagged``)."""
+    for n in range(1, count + 1):
+        sv.broadcast({"blob": {"n": n, "data": "x" * size}}, ["feed"])
+    return count
 
 
 @app.signal

@@ -29,11 +29,8 @@ export interface AppTypes {
 
 /** Any app: every signal, message and channel name is accepted, untyped. */
 export type AnyApp = {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   signals: { [s: string]: { payload: any; reply: any } };
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   messages: { [s: string]: any };
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   channels: { [c: string]: any };
 };
 

@@ -106,6 +106,41 @@ describe("one server", () => {
     await assert.rejects(ann.subscribe("nowhere").ready, { code: "unknown_channel" });
   });
 
+  test("a reader that lagged gets $lagged and recovers every publication, once, in order", async () => {
+    const sockets = [];
+    class Watched extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        sockets.push(this);
+      }
+    }
+    const slow = await open({ WebSocket: Watched });
+    const fast = await open();
+    const COUNT = 1000;
+    const slowSeen = [];
+    const lagged = new Inbox();
+    const done = new Inbox();
+    slow.subscribe("feed", {
+      onMessage: (signal, payload, offset) => {
+        slowSeen.push(payload.n);
+        if (payload.n === COUNT) done.push(offset);
+      },
+      onLagged: lagged.push,
+    });
+    const fastDone = new Inbox();
+    const start = await fast.subscribe("feed", {
+      onMessage: (signal, payload) => payload.n === COUNT && fastDone.push(payload.n),
+    }).ready;
+    sockets[0].pause(); // stops reading: its TCP window fills, the server queues, then drops
+    assert.equal(await fast.call("flood", { count: COUNT, size: 16384 }), COUNT);
+    await fastDone.take(); // the fast reader got all of them, without waiting for the slow one
+    sockets[0].resume();
+    assert.ok((await lagged.take()) > 0);
+    await done.take();
+    assert.deepEqual(slowSeen, Array.from({ length: COUNT }, (_, i) => i + 1));
+    assert.equal(start.offset, 0);
+  });
+
   test("unsubscribe leaves the channel", async () => {
     const client = await open();
     const room = client.subscribe("plain:1");

@@ -17,6 +17,10 @@ export async function startServer({ port = 0, args = [] } = {}) {
     ["-m", "lexicons", "run", "tests/apps/js_app.py", "--host", "127.0.0.1", "--port", String(port), "--no-debug", ...args],
     { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
   );
+  // However the test run ends, this server ends with it (by its own PID).
+  const reap = () => child.kill();
+  process.once("exit", reap);
+  child.once("exit", () => process.removeListener("exit", reap));
   let log = "";
   const url = await new Promise((resolve, reject) => {
     child.stderr.setEncoding("utf8");

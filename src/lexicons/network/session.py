@@ -563,8 +563,9 @@ class Session:
         # nothing may be written after that end, so the request gets no answer.
         if self.proto.close_expected():
             return
-        probe = not is_upgrade(request) and is_attempt(request)
-        if not probe and not is_upgrade(request):
+        upgrade = is_upgrade(request)
+        probe = not upgrade and is_attempt(request)
+        if not upgrade and not probe:
             answer = self.app.respond(request)
             if isinstance(answer, StaticFile):
                 self._streaming = answer.path is not None
