@@ -168,6 +168,19 @@ async def test_speaking_needs_a_subscribed_room_and_valid_text(client: TestClien
     assert nested.value.code == "invalid_payload"
 
 
+async def test_two_tabs_of_one_user_are_two_members_with_one_name(client: TestClient) -> None:
+    ada, (bob, token) = await register(client, "ada"), await signed_up(client, "bob")
+    bob_again = await client.connect(subprotocols=session_offer(token))
+    for peer in (ada, bob, bob_again):
+        await peer.subscribe("Lobby")
+    members = await ada.presence("Lobby")
+    assert sorted(m["info"]["user"] for m in members) == ["ada", "bob", "bob"]
+    await bob.close()
+    assert (await ada.expect("$leave"))["info"] == {"user": "bob"}
+    members = await ada.presence("Lobby")
+    assert sorted(m["info"]["user"] for m in members) == ["ada", "bob"]  # still online
+
+
 @given(st.text(max_size=30))
 def test_a_room_may_be_entered_when_its_name_is_valid(name: str) -> None:
     """The channel's authorization and the signals' ``Name`` type accept the same rooms."""
