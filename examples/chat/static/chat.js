@@ -39,6 +39,8 @@ function connect(header, value) {
     for (const name of Object.keys(credentials)) delete credentials[name];
     credentials.Session = session.token;
   });
+  // Errors of what the page sent without waiting for a reply (`say`): shown, not thrown.
+  current.on("Errors", (errors) => status(errors.map((error) => error.message).join("; ")));
   current.on("welcome", (welcome) => {
     me = welcome.user;
     $("me").textContent = me;
@@ -174,6 +176,7 @@ function showLogin(error) {
 }
 
 function showChat() {
+  if (!$("chat").hidden) return; // a reconnection: the page stays as it is
   $("login").hidden = true;
   $("chat").hidden = false;
   $("text").focus();
