@@ -176,6 +176,10 @@ def serve_chat(process: type[Process], port: int, data: Path) -> tuple[Process, 
     return server, url
 
 
+def names(driver: Driver, list_id: str) -> list[str]:
+    return [item.text for item in driver.find_elements(By.CSS_SELECTOR, f"#{list_id} li")]
+
+
 def reconnecting(driver: Driver) -> bool:
     return "reconnecting" in driver.find_element(By.ID, "status").text.lower()
 
@@ -249,6 +253,9 @@ def test_the_chat_survives_a_server_outage(process: type[Process], tmp_path: Pat
         everything.append("bob five")
         for page, who in ((ada, "ada"), (bob, "bob")):
             wait_for(page, lambda d: messages(d) == everything, f"nothing twice for {who}")
+        # Who is here comes back with the channels' presence.
+        for list_ in ("members", "online"):
+            wait_for(ada, lambda d, id=list_: names(d, id) == ["ada (you)", "bob"], list_)
         for page in (ada, bob):
             assert page_errors(page) == []
 
