@@ -324,4 +324,13 @@ async def test_the_game_page_plays_against_a_python_player() -> None:
             await asyncio.to_thread(wait_for, driver, lambda d: board(d)[0] == "O", "O's move")
             assert board(driver) == ["O", "", "", "", "X", "", "", "", ""]
             assert "your turn" in status.text
+
+            # A reload keeps the player (its token is the tab's) and finds the game.
+            await asyncio.to_thread(driver.refresh)
+            assert await opponent.expect("away") == {"game": start["game"], "mark": "X"}
+            assert await opponent.expect("back") == {"game": start["game"], "mark": "X"}
+            await asyncio.to_thread(
+                wait_for, driver, lambda d: board(d)[:5] == ["O", "", "", "", "X"], "the game"
+            )
+            assert "your turn" in driver.find_element(By.ID, "status").text
             assert page_errors(driver) == []
