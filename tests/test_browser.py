@@ -282,6 +282,14 @@ async def test_the_location_page_draws_the_walkers_of_its_area() -> None:
             assert len(driver.find_elements(By.CSS_SELECTOR, "#map circle")) == 1
             await walker.close()
             await asyncio.to_thread(wait_for, driver, lambda d: markers(d) == [], "it gone")
+            # The server drops the page: it reconnects and watches its area again.
+            (page_connection,) = location.app.connections.values()
+            page_connection.close(1012, "restarting")
+            walker = await client.connect()
+            await walker.send("move", lat=48.8552, lon=2.3554)
+            await asyncio.to_thread(
+                wait_for, driver, lambda d: markers(d) == ["48.85520, 2.35540"], "a new walker"
+            )
             # A point off the globe, past the form's own check: the server's error shows.
             driver.execute_script(
                 "document.getElementById('lat').value = '91';"
