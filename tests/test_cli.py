@@ -130,7 +130,7 @@ async def test_run_serves_and_stops_cleanly(
     server.wait_for(f"open {page} in a browser")  # the chat serves its page (static)
     async with chatter(url, "alice") as alice, chatter(url, "bob") as bob:
         for client in (alice, bob):
-            await client.call("join", room="lobby")
+            await client.subscribe("room:lobby")
         await alice.send("say", room="lobby", text="hi")
         assert [await said(alice), await said(bob)] == ["hi", "hi"]
     code, _, err = server.stop(signum)
@@ -156,7 +156,7 @@ async def test_console_script_and_module_target(process: type[Process], tmp_path
         "--data", tmp_path,
     )  # fmt: skip
     async with chatter(server.url(), "alice") as alice:
-        await alice.call("join", room="lobby")
+        await alice.subscribe("room:lobby")
         await alice.send("say", room="lobby", text="via lexicons run")
         assert await said(alice) == "via lexicons run"
     assert server.stop(signal.SIGTERM)[0] == 0

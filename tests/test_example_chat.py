@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
+import msgspec
 import pytest
 from example_apps import load_example
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lexicons import SignalError
 from lexicons.headers import subprotocol_credential
@@ -32,12 +36,28 @@ def credential(name: str, password: str = PASSWORD) -> str:
     return json.dumps({"name": name, "password": password})
 
 
-async def register(client: TestClient, name: str) -> Peer:
-    """A new account, connected; its session and welcome are read."""
+async def signed_up(client: TestClient, name: str) -> tuple[Peer, str]:
+    """A new account, connected, and its session token; its welcome is read."""
     peer = await client.connect(headers={"Register": credential(name)})
-    assert (await peer.expect("session"))["user"] == name
+    session = await peer.expect("session")
+    assert session["user"] == name
     assert (await peer.expect("welcome"))["user"] == name
-    return peer
+    return peer, session["token"]
+
+
+async def register(client: TestClient, name: str) -> Peer:
+    return (await signed_up(client, name))[0]
+
+
+def session_offer(token: str) -> list[str]:
+    """What the page offers when it reconnects: its session token as a subprotocol."""
+    return ["lexicons", subprotocol_credential("Session", token)]
+
+
+@functools.cache
+def chat_module() -> ModuleType:
+    """One instance of the app, for the tests of its pure functions."""
+    return load_example("chat")
 
 
 async def test_register_then_log_in_with_the_password_only(
@@ -78,79 +98,135 @@ async def test_the_page_logs_in_with_a_subprotocol_and_resumes_with_its_session(
         await client.connect(subprotocols=["lexicons", subprotocol_credential("Session", token)])
 
 
-async def test_rooms_history_and_notices(client: TestClient) -> None:
+async def test_rooms_history_and_presence(client: TestClient) -> None:
     ada = await register(client, "ada")
-    joined = await ada.call("join", room="lobby")
-    assert joined == {"room": "lobby", "history": [], "members": ["ada"]}
+    await ada.subscribe("Lobby")
+    assert (await ada.expect("$join"))["info"] == {"user": "ada"}  # her own
+    answer = await ada.subscribe("room:lobby")
+    assert (answer["offset"], answer["recovered"]) == (0, False)
+    assert (await ada.expect("$join"))["channel"] == "room:lobby"
     await ada.send("say", room="lobby", text="first")
     assert (await ada.expect("say"))["text"] == "first"
 
     bob = await register(client, "bob")
-    assert await ada.expect("online") == {"user": "bob"}
-    joined = await bob.call("join", room="lobby")
-    assert [m["text"] for m in joined["history"]] == ["first"]
-    assert joined["members"] == ["ada", "bob"]
-    assert await ada.expect("joined") == {"room": "lobby", "user": "bob"}
+    await bob.subscribe("Lobby")
+    joined = await ada.expect("$join")
+    assert (joined["channel"], joined["info"]) == ("Lobby", {"user": "bob"})
+    await bob.subscribe("room:lobby")
+    assert [m["text"] for m in await bob.call("history", room="lobby")] == ["first"]
+    assert sorted(m["info"]["user"] for m in await bob.presence("room:lobby")) == ["ada", "bob"]
+    assert (await ada.expect("$join"))["channel"] == "room:lobby"
 
     await bob.send("say", room="lobby", text="second")
     for peer in (ada, bob):
         message = await peer.expect("say")
         assert (message["author"], message["text"], message["room"]) == ("bob", "second", "lobby")
 
-    assert await bob.call("leave", room="lobby") == {"room": "lobby"}
-    assert await ada.expect("left") == {"room": "lobby", "user": "bob"}
-    assert await bob.call("leave", room="lobby") == {"room": "lobby"}  # announced once
+    await bob.unsubscribe("room:lobby")
+    left = await ada.expect("$leave")
+    assert (left["channel"], left["pk"], left["info"]) == (
+        "room:lobby",
+        joined["pk"],
+        {"user": "bob"},
+    )
     await bob.close()
-    assert await ada.expect("offline") == {"user": "bob"}
+    assert (await ada.expect("$leave"))["channel"] == "Lobby"
     await ada.assert_nothing_received()
 
 
 async def test_messages_reach_their_room_only(client: TestClient) -> None:
     ada, bob = await register(client, "ada"), await register(client, "bob")
-    await ada.call("join", room="red")
-    await bob.call("join", room="blue")
+    await ada.subscribe("room:red")
+    await bob.subscribe("room:blue")
+    assert (await bob.expect("$join"))["channel"] == "room:blue"  # his own
     await ada.send("say", room="red", text="only red")
     assert (await ada.expect("say"))["text"] == "only red"
+    assert [m["text"] for m in await bob.call("history", room="blue")] == []
     await bob.assert_nothing_received()
 
 
-async def test_speaking_needs_a_joined_room_and_valid_text(client: TestClient) -> None:
+async def test_speaking_needs_a_subscribed_room_and_valid_text(client: TestClient) -> None:
     ada = await register(client, "ada")
     with pytest.raises(SignalError) as outside:
         await ada.call("say", room="lobby", text="hi")
     assert outside.value.code == "not_in_room"
-    await ada.call("join", room="lobby")
-    with pytest.raises(SignalError) as empty:
-        await ada.call("say", room="lobby", text="")
-    assert empty.value.code == "invalid_payload"
+    await ada.subscribe("room:lobby")
+    for text in ("", "x" * 2001, ["not", "text"]):
+        with pytest.raises(SignalError) as invalid:
+            await ada.call("say", room="lobby", text=text)
+        assert invalid.value.code == "invalid_payload"
+    for room, code in (
+        ("bad name!", "forbidden"),
+        ("x" * 25, "forbidden"),
+        ("", "unknown_channel"),
+    ):
+        with pytest.raises(SignalError) as refused:
+            await ada.subscribe(f"room:{room}")
+        assert refused.value.code == code
+    with pytest.raises(SignalError) as nested:
+        await ada.call("history", room={"deep": [[[[["room"]]]]]})
+    assert nested.value.code == "invalid_payload"
 
 
-async def test_two_tabs_of_one_user_are_online_once(client: TestClient) -> None:
-    ada = await register(client, "ada")
-    bob = await register(client, "bob")
-    assert await ada.expect("online") == {"user": "bob"}
-    bob_again = await client.connect(headers={"Login": credential("bob")})
-    assert (await bob_again.expect("welcome"))["online"] == ["ada", "bob"]
+async def test_two_tabs_of_one_user_are_two_members_with_one_name(client: TestClient) -> None:
+    ada, (bob, token) = await register(client, "ada"), await signed_up(client, "bob")
+    bob_again = await client.connect(subprotocols=session_offer(token))
+    for peer in (ada, bob, bob_again):
+        await peer.subscribe("Lobby")
+    members = await ada.presence("Lobby")
+    assert sorted(m["info"]["user"] for m in members) == ["ada", "bob", "bob"]
     await bob.close()
-    await ada.assert_nothing_received()  # bob is still online in his other tab
-    await bob_again.close()
-    assert await ada.expect("offline") == {"user": "bob"}
+    assert (await ada.expect("$leave"))["info"] == {"user": "bob"}
+    members = await ada.presence("Lobby")
+    assert sorted(m["info"]["user"] for m in members) == ["ada", "bob"]  # still online
 
 
-async def test_serves_its_page(client: TestClient) -> None:
+@given(st.text(max_size=30))
+def test_a_room_may_be_entered_when_its_name_is_valid(name: str) -> None:
+    """The channel's authorization and the signals' ``Name`` type accept the same rooms."""
+    chat = chat_module()
+    try:
+        msgspec.convert(name, chat.Name)
+    except msgspec.ValidationError:
+        valid = False
+    else:
+        valid = True
+    assert chat.may_enter(name) is valid
+
+
+async def test_a_page_that_reconnects_receives_what_it_missed(client: TestClient) -> None:
+    (ada, token), bob = await signed_up(client, "ada"), await register(client, "bob")
+    await ada.subscribe("room:lobby")
+    await bob.subscribe("room:lobby")
+    await bob.send("say", room="lobby", text="seen")
+    assert (await ada.expect("say"))["text"] == "seen"
+    await ada.close()
+    await bob.send("say", room="lobby", text="missed")
+    assert (await bob.expect("say"))["text"] == "seen"
+    assert (await bob.expect("say"))["text"] == "missed"  # handled: published to the room
+
+    again = await client.connect(subprotocols=session_offer(token))
+    assert (await again.resume(ada))["room:lobby"]["recovered"] is True
+    assert (await again.expect("say"))["text"] == "missed"
+
+
+async def test_serves_its_page_on_the_client(client: TestClient) -> None:
     page = await client.get("/")
     script = await client.get("/chat.js")
+    module = await client.get("/lexicons.js")
     assert page.status == 200 and "<title>lexicons chat</title>" in page.text
-    assert script.status == 200 and "lexicons.${header}" in script.text
+    assert script.status == 200 and 'from "/lexicons.js"' in script.text
+    assert module.status == 200 and "export class Client" in module.text
 
 
-async def test_history_survives_a_restart(tmp_path: Path) -> None:
+async def test_history_and_sessions_survive_a_restart(tmp_path: Path) -> None:
     async with TestClient(load_example("chat").app, data=str(tmp_path)) as client:
-        ada = await register(client, "ada")
-        await ada.call("join", room="lobby")
+        ada, token = await signed_up(client, "ada")
+        await ada.subscribe("room:lobby")
         await ada.send("say", room="lobby", text="kept")
         await ada.expect("say")
     async with TestClient(load_example("chat").app, data=str(tmp_path)) as client:
-        ada = await client.connect(headers={"Login": credential("ada")})
-        history = (await ada.call("join", room="lobby"))["history"]
+        ada = await client.connect(subprotocols=session_offer(token))
+        assert (await ada.expect("welcome"))["user"] == "ada"
+        history = await ada.call("history", room="lobby")
     assert [(m["author"], m["text"]) for m in history] == [("ada", "kept")]

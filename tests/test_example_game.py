@@ -138,3 +138,10 @@ async def test_two_bots_play_each_other(client: TestClient) -> None:
     flipped = {"won": "lost", "lost": "won", "draw": "draw"}
     assert [flipped[result] for result in first] == second
     assert sum(": playing " in line for line in lines) == 4  # two games, two bots
+
+
+async def test_serves_its_page(client: TestClient) -> None:
+    page = await client.get("/")
+    script = await client.get("/game.js")
+    assert page.status == 200 and "<title>lexicons tic-tac-toe</title>" in page.text
+    assert script.status == 200 and 'from "/lexicons.js"' in script.text

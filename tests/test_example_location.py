@@ -110,3 +110,10 @@ async def test_the_simulators_walker_and_watcher(client: TestClient) -> None:
     watching.cancel()
     with pytest.raises(asyncio.CancelledError):
         await watching
+
+
+async def test_serves_its_page(client: TestClient) -> None:
+    page = await client.get("/")
+    script = await client.get("/location.js")
+    assert page.status == 200 and "<title>lexicons location</title>" in page.text
+    assert script.status == 200 and 'from "/lexicons.js"' in script.text

@@ -8,13 +8,16 @@ Run it and open http://localhost:5000/ in a browser::
   (``gate=any``). Passwords are stored as salted ``hashlib.scrypt`` hashes.
 - Storage: users, messages and sessions are Models in the Database, in durable mode
   (SQLite under ``examples/chat/data/``, or ``--data DIR``).
-- Rooms are channels, created on first ``join``; joining returns the room's history.
-- ``online``/``offline`` notices come from ``on_connect``/``on_disconnect``.
-- The page (``static/``) is served over HTTP from the same port.
+- Rooms are real-time channels (``room:<name>``) that clients subscribe to themselves,
+  with history, so a page that reconnects receives what it missed, and presence, so it
+  shows who is there. Who is online is the presence of the ``Lobby`` channel.
+- The page (``static/``), on the JavaScript client the server serves at ``/lexicons.js``,
+  is served over HTTP from the same port.
 
-Wire messages, client to server: ``join {room}``, ``leave {room}``, ``say {room, text}``,
-``logout {token}``. Server to client: ``session``, ``welcome``, ``say``, ``joined``,
-``left``, ``online``, ``offline``, and the replies to ``join`` and ``leave``.
+Wire messages, client to server: ``$subscribe``/``$unsubscribe`` ``{channel}``,
+``history {room}``, ``say {room, text}``, ``logout {token}``. Server to client:
+``session``, ``welcome``, ``say`` (in a room), ``$join``/``$leave`` (presence), and the
+replies.
 """
 
 from __future__ import annotations
@@ -23,15 +26,24 @@ import asyncio
 import hashlib
 import hmac
 import os
+import re
 import secrets
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from msgspec import Meta
 
-from lexicons import Connection, Database, Index, Model, Response, Server, SignalError
+from lexicons import (
+    Connection,
+    Database,
+    History,
+    Index,
+    Model,
+    Response,
+    Server,
+    SignalError,
+)
 
 HERE = Path(__file__).parent
 HISTORY = 50  # messages a joiner receives
@@ -48,7 +60,6 @@ app = Server(
     static=str(HERE / "static"),  # the page, served on the same port as the WebSocket
     gate=any,  # Register, Login or Session: one good credential is enough
 )
-app.channel("Lobby")  # everyone online; presence notices go here
 
 
 @app.model
@@ -141,82 +152,51 @@ def resume(ws: Connection, db: Database, header: str) -> bool:
     return True
 
 
-# --- presence -------------------------------------------------------------------------
+# --- rooms and presence: real-time channels ---------------------------------------------
 
-online: Counter[str] = Counter()  # open connections per user (several tabs count once)
+ROOM = re.compile(r"[A-Za-z0-9_.-]{1,24}")
+
+
+# Every page joins the lobby: its members are who is online. (Only admitted connections
+# can subscribe, and every admitted connection is logged in.)
+app.channel("Lobby", presence=True, join=True)
+
+
+# A room exists while someone is in it. Its history lets a page that reconnects receive
+# what it missed; its presence says who is there.
+@app.channel("room:{room}", history=History(HISTORY, age=600), presence=True)
+def may_enter(room: str) -> bool:
+    return ROOM.fullmatch(room) is not None
+
+
+@app.presence
+def who(ws: Connection) -> dict[str, str]:
+    """What the other members see of a connection: its user's name (several tabs of
+    one user are several members with one name)."""
+    return {"user": ws.auth}
 
 
 @app.on_connect
-def arrive(ws: Connection, sv: Server) -> None:
-    online[ws.auth] += 1
-    if online[ws.auth] == 1:
-        sv.broadcast({"online": {"user": ws.auth}}, "Lobby")  # before subscribing: others only
-    sv.channels["Lobby"].subscribe(ws)
-    ws.state["rooms"] = set()
-    ws.send({"welcome": {"user": ws.auth, "online": sorted(online)}})
-
-
-@app.on_disconnect
-def depart(ws: Connection, sv: Server) -> None:
-    # The connection has already left every channel; tell the rooms it was in.
-    for room in list(ws.state.get("rooms", ())):
-        leave_room(ws, sv, room)
-    online[ws.auth] -= 1
-    if online[ws.auth] <= 0:
-        del online[ws.auth]
-        sv.broadcast({"offline": {"user": ws.auth}}, "Lobby")
-
-
-# --- rooms ------------------------------------------------------------------------------
+def welcome(ws: Connection) -> None:
+    ws.send({"welcome": {"user": ws.auth}})  # who the Session token logged in
 
 
 def channel_of(room: str) -> str:
     return f"room:{room}"
 
 
-def members(sv: Server, room: str) -> list[str]:
-    channel = sv.channels.get(channel_of(room))
-    if channel is None:
-        return []
-    return sorted({sv.connections[pk].auth for pk in channel.subscribers})
-
-
-def leave_room(ws: Connection, sv: Server, room: str) -> None:
-    channel = sv.channels.get(channel_of(room))
-    if room not in ws.state["rooms"] or channel is None:
-        return  # not in that room: nothing to announce
-    ws.state["rooms"].discard(room)
-    channel.unsubscribe(ws)
-    if channel.subscribers:
-        sv.broadcast({"left": {"room": room, "user": ws.auth}}, channel.name)
-    else:
-        sv.channels.remove(channel.name)  # rooms exist while someone is in them
-
-
 @app.signal
-def join(ws: Connection, sv: Server, db: Database, room: Name) -> dict[str, Any]:
-    """Enter a room: the others hear ``joined``; the reply carries history and members."""
-    name = channel_of(room)
-    channel = sv.channels.get(name) or sv.channels.create(name)
-    if room not in ws.state["rooms"]:
-        sv.broadcast({"joined": {"room": room, "user": ws.auth}}, name)
-        channel.subscribe(ws)
-        ws.state["rooms"].add(room)
-    recent = db.query(Message, room=room, _sort="-sent", _limit=HISTORY)
-    return {"room": room, "history": list(reversed(recent)), "members": members(sv, room)}
-
-
-@app.signal
-def leave(ws: Connection, sv: Server, room: Name) -> dict[str, str]:
-    leave_room(ws, sv, room)
-    return {"room": room}
+def history(db: Database, room: Name) -> list[Message]:
+    """The room's latest messages, oldest first: what a page shows on entering a room, or
+    after an outage longer than the room's history remembers."""
+    return list(reversed(db.query(Message, room=room, _sort="-sent", _limit=HISTORY)))
 
 
 @app.signal
 def say(ws: Connection, db: Database, room: Name, text: Text) -> Response[Message]:
     """Store a message and broadcast it to the room (the sender receives it too)."""
-    if room not in ws.state["rooms"]:
-        raise SignalError("not_in_room", f"join {room!r} before speaking there")
+    if channel_of(room) not in ws.channels:
+        raise SignalError("not_in_room", f"subscribe to room:{room} before speaking there")
     message = db.create(Message, room=room, author=ws.auth, text=text, sent=datetime.now(UTC))
     return Response(message, [channel_of(room)])
 

@@ -1,7 +1,8 @@
 """Tic-tac-toe for two: matchmaking, a channel per game, moves checked on the server,
 and a player who reconnects finds the game where it was.
 
-Run the server, then let two bots play (or play against one)::
+Run the server, then let two bots play (or play against one, on the page at
+http://localhost:5000/)::
 
     python examples/game/app.py run
     python examples/game/bot.py & python examples/game/bot.py
@@ -20,6 +21,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -33,7 +35,7 @@ LINES = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4
 Mark = Literal["X", "O"]
 Token = Annotated[str, Meta(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
-app = Server()
+app = Server(static=str(Path(__file__).parent / "static"))  # the page: open "/" in a browser
 
 
 class Move(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,6 +1,7 @@
 """Live location feed: publishers send positions; watchers of an area see them move.
 
-Run the server, then feed it simulated walkers and watch one area::
+Run the server, then feed it simulated walkers and watch one area, in a terminal or on
+the page at http://localhost:5000/::
 
     python examples/location/app.py run
     python examples/location/simulate.py --walkers 20
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -33,7 +35,7 @@ SNAPSHOT_EVERY = 1.0  # seconds between snapshots
 Latitude = Annotated[float, Meta(ge=-90, le=90)]
 Longitude = Annotated[float, Meta(ge=-180, le=180)]
 
-app = Server()
+app = Server(static=str(Path(__file__).parent / "static"))  # the page: open "/" in a browser
 
 
 class Position(msgspec.Struct):
