@@ -34,11 +34,7 @@ export interface RegisterPayload {
   password: string;
 }
 
-export interface joinPayload {
-  room: string;
-}
-
-export interface leavePayload {
+export interface historyPayload {
   room: string;
 }
 
@@ -54,14 +50,10 @@ export interface sayPayload {
 /** The signals, messages and joinable channels, for `new Client<App>(url)`. */
 export type App = {
   signals: {
-    /** Enter a room: the others hear ``joined``; the reply carries history and members. */
-    join: {
-      payload: joinPayload;
-      reply: { [key: string]: unknown };
-    };
-    leave: {
-      payload: leavePayload;
-      reply: { [key: string]: string };
+    /** The room's latest messages, oldest first: what a page shows on entering a room, or after an outage longer than the room's history remembers. */
+    history: {
+      payload: historyPayload;
+      reply: Message[];
     };
     /** Forget a session token, so it cannot log in again. */
     logout: {
@@ -75,11 +67,13 @@ export type App = {
     };
   };
   messages: {
-    join: { [key: string]: unknown };
-    leave: { [key: string]: string };
+    history: Message[];
     logout: { [key: string]: boolean };
     say: Message;
     [message: string]: unknown;
   };
-  channels: {};
+  channels: {
+    Lobby: unknown;
+    [channel: `room:${string}`]: unknown;
+  };
 };
