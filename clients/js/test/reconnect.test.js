@@ -298,3 +298,21 @@ test("any other answer to the probe, or none, means: try again", async () => {
   assert.equal(client.state, "connecting");
   client.close();
 });
+
+test("credentials are read again at each attempt: a value changed in them is offered next", async () => {
+  const clock = new ManualClock();
+  const credentials = { Login: "password" };
+  const client = new Client("ws://example.invalid/", {
+    WebSocket: ScriptedSocket, clock, credentials, probe: false, random: () => 0,
+  });
+  assert.deepEqual(ScriptedSocket.last.protocols, ["lexicons", "lexicons.Login.cGFzc3dvcmQ"]);
+  ScriptedSocket.last.open();
+  delete credentials.Login;
+  credentials.Session = "token"; // what a page does with the token its server sent
+  const waiting = next((listener) => client.onState(listener), (state) => state === "waiting");
+  ScriptedSocket.last.drop();
+  await waiting;
+  clock.fire();
+  assert.deepEqual(ScriptedSocket.last.protocols, ["lexicons", "lexicons.Session.dG9rZW4"]);
+  client.close();
+});

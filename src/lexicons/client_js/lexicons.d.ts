@@ -142,7 +142,9 @@ export type Fetch = (url: string, init: {
     text(): Promise<string>;
 }>;
 export interface ClientOptions {
-    /** Handshake credentials by header name, sent in the subprotocol offer. */
+    /** Handshake credentials by header name, sent in the subprotocol offer. Read again at
+     * every attempt: change a value in this object (a password for the session token the
+     * server sent, say) and the next reconnection offers the new one. */
     credentials?: Record<string, string | object>;
     /** `"msgpack"` offers `lexicons.msgpack`; JSON is used when the server does not select it. */
     encoding?: "json" | "msgpack";
