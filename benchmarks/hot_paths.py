@@ -47,7 +47,7 @@ def _discard(frame: bytes) -> None:
     pass
 
 
-def main() -> None:
+def main(rounds: int = ROUNDS, echoes: int = 20_000, broadcasts: int = 100) -> None:
     app = Server(debug=False)
     app.channel("Room")
 
@@ -81,8 +81,8 @@ def main() -> None:
             deliver(["Room"], PUBLISH)
         return (time.perf_counter() - began) / count / 1000 * 1e6
 
-    print(f"echo        {min(echo(20_000) for _ in range(ROUNDS)):.3f} µs per message")
-    print(f"fan-out 1k  {min(fanout(100) for _ in range(ROUNDS)):.4f} µs per delivery")
+    print(f"echo        {min(echo(echoes) for _ in range(rounds)):.3f} µs per message")
+    print(f"fan-out 1k  {min(fanout(broadcasts) for _ in range(rounds)):.4f} µs per delivery")
 
 
 if __name__ == "__main__":
