@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchmarks import hot_paths
 from benchmarks.client import Client, Deflated, dialect, feed_text
 from benchmarks.harness import cpu_seconds, rss_bytes, summarize
 from benchmarks.scenarios import percentiles
@@ -162,3 +163,10 @@ def test_connection_phases_runs_every_step_for_both_targets() -> None:
         assert list(phases) == list(PHASES)
         assert all(math.isfinite(spent) and spent > 0 for spent in phases.values())
     assert table(results).count("\n") == 3  # header, rule, one row per target
+
+
+def test_hot_paths_measures_an_echo_and_a_delivery(capsys: Any) -> None:
+    hot_paths.main(rounds=1, echoes=50, broadcasts=2)
+    echo, fanout = capsys.readouterr().out.splitlines()
+    assert echo.startswith("echo ") and echo.endswith(" µs per message")
+    assert float(echo.split()[1]) > 0 and float(fanout.split()[2]) > 0

@@ -28,6 +28,11 @@ class Broadcast(dict[int, bytes]):
         self.message = message
 
     @property
+    def plain(self) -> bytes:
+        """The plain text frame (flavour 0), which most subscribers take."""
+        return self[0]
+
+    @property
     def size(self) -> int:
         """About what one subscriber's copy weighs (for limits on what may wait)."""
         return len(self.message)

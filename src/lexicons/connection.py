@@ -177,11 +177,14 @@ def reply_now(ws: Connection, data: bytes) -> None:
 
 def deliver(connections: Iterable[Connection], broadcast: Broadcast) -> None:
     """Write one broadcast, in its flavour, to each connection that can still receive it."""
+    plain = broadcast.plain
     for ws in connections:
         session = ws._session
         write = session.writer
         if write is not None:
-            write(broadcast[session.flavour])
+            # Plain text frames, the common case, skip the lookup by flavour.
+            flavour = session.flavour
+            write(broadcast[flavour] if flavour else plain)
 
 
 def deliver_all(ws: Connection, broadcasts: Iterable[Broadcast]) -> None:
