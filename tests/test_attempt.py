@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import asgi_server
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.datastructures import Headers
@@ -30,13 +31,18 @@ BAD = "lexicons, " + subprotocol_credential("Token", "nope")
 
 
 async def http(
-    client: TestClient, method: str, path: str, *headers: tuple[str, str]
+    client: TestClient | int, method: str, path: str, *headers: tuple[str, str]
 ) -> tuple[int, Headers, bytes]:
-    """One plain HTTP request with ``headers``: status, headers, body; status 0 when the
-    server hung up without an answer (a request its parser refused)."""
-    assert client.running is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.running.port)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{client.running.port}"]
+    """One plain HTTP request with ``headers`` to a test client's server, or to a port:
+    status, headers, body; status 0 when the server hung up without an answer (a request
+    its parser refused)."""
+    if isinstance(client, TestClient):
+        assert client.running is not None
+        port = client.running.port
+    else:
+        port = client
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     response = await asyncio.wait_for(reader.read(), 5)
@@ -127,6 +133,22 @@ async def test_the_probe_answers_as_the_handshake_would() -> None:
         assert await peer.call("ping") == "pong"
         assert len(app.state) == 1  # type: ignore[attr-defined]
         assert list(app.channels["Public"].subscribers) == list(app.connections)
+
+
+async def test_the_probe_answers_over_asgi_as_on_the_listener() -> None:
+    app = token_app()
+    async with asgi_server(app.asgi) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert (await http(port, "GET", "/lexicons.attempt"))[::2] == (403, b"refused by gate\n")
+        offer = ("Lexicons-Protocol", GOOD)
+        assert (await http(port, "GET", "/lexicons.attempt", offer))[::2] == (200, b"admitted\n")
+        assert (await http(port, "GET", "/lexicons.attempt", ("Lexicons-Protocol", BAD)))[0] == 403
+        assert (await http(port, "GET", "/lexicons.attempt?Token=ok"))[0] == 200
+        assert (await http(port, "GET", "/lexicons.js"))[0] == 200
+        # Nothing of a probe stays under ASGI either.
+        assert app.connections == {}
+        assert list(app.channels["Public"].subscribers) == []
+        assert app.state == []  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

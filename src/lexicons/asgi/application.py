@@ -42,7 +42,7 @@ from ..application import ServerApplication
 from ..headers import select_subprotocol
 from ..lifecycle import Runnable, Running
 from ..metrics import MeteredApplication
-from ..network.http import StaticFile, plain_response
+from ..network.http import StaticFile, is_attempt, plain_response
 from ..network.session import Session
 from .session import ADMITTING, AsgiSession, Message, Receive, Scope, Send, asgi_headers
 
@@ -193,7 +193,11 @@ class AsgiApp:
         running = await self._started()
         assert running.application is not None
         request = HttpRequest(_target(scope), _headers(scope), method=scope.get("method", "GET"))
-        answer = running.application.respond(request)
+        answer: Response | StaticFile
+        if is_attempt(request):
+            answer = await self._attempt(running, scope, request)
+        else:
+            answer = running.application.respond(request)
         head = answer.head if isinstance(answer, StaticFile) else answer
         await send(
             {
@@ -206,6 +210,20 @@ class AsgiApp:
             await _stream_file(answer, send)
         else:
             await send({"type": "http.response.body", "body": head.body or b""})
+
+    async def _attempt(self, running: Running, scope: Scope, request: Request) -> Response:
+        """The JavaScript client's probe: the handshake's own verdict, never an admission
+        (as lexicons' listener answers it; see :meth:`ServerApplication.attempt`)."""
+        application = running.application
+        assert application is not None
+        client = scope.get("client")
+        session = AsgiSession(_no_send, client[0] if client else "", running.settings.max_buffer)
+        ws = application.connection(cast(Session, session), request)
+        verdict = application.attempt(ws, request)
+        if not isinstance(verdict, Response):
+            verdict = await verdict
+        application.closed(ws, False)
+        return verdict
 
     # WebSocket
 
@@ -371,6 +389,10 @@ def _target(scope: Scope) -> str:
 
 def _headers(scope: Scope) -> Headers:
     return Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+
+
+async def _no_send(message: Message) -> None:
+    """A probe's session sends nothing: its answer is the HTTP response."""
 
 
 def _refusal(status: int, body: str) -> Response:
