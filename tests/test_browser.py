@@ -38,6 +38,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="pip install -e '.[
 if chromium_path() is None or shutil.which("chromedriver") is None:
     pytest.skip(INSTALL, allow_module_level=True)
 
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
@@ -83,7 +84,10 @@ def chromium(phone: tuple[int, int] | None = None) -> Iterator[Driver]:
 def wait_for(
     driver: Driver, condition: Callable[[Driver], Any], what: str, timeout: float = WAIT
 ) -> Any:
-    return WebDriverWait(driver, timeout).until(condition, message=f"page never showed {what}")
+    # A page that re-renders a list between finding its items and reading them makes the
+    # items stale: that is a condition not met yet, so it is asked again.
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition, message=f"page never showed {what}")
 
 
 def messages(driver: Driver) -> list[str]:
