@@ -20,12 +20,14 @@ listens (:func:`announce`). ``summarize`` gives the median and the spread of rep
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 import os
 import platform
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -235,6 +237,30 @@ class Window:
 def announce(port: int) -> None:
     """What a server process prints once it listens, for :class:`ServerProcess` to read."""
     print(f"READY {port}", flush=True)
+
+
+async def serve_on_uvicorn(app: Any, **options: Any) -> None:
+    """Serve the ASGI application ``app`` with uvicorn on a free loopback port, announce
+    the port once uvicorn has started, and serve until the process is stopped.
+
+    ``options`` are uvicorn.Config's, beside the ones every target shares: no access
+    log, warnings only, a backlog deep enough for the churn scenario.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=1024, **options)
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    # uvicorn says it started only through this flag: poll it, failing as it fails.
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    announce(sock.getsockname()[1])
+    await serving
 
 
 class ServerProcess:

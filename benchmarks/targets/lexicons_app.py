@@ -7,12 +7,11 @@ handshake does what a production one does.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 from lexicons import Response, Server
 
-from ..harness import announce
+from ..harness import announce, serve_on_uvicorn
 from . import ROOM, TOKEN
 
 app = Server(debug=False, trust=["127.0.0.0/8"], gate=lambda results: all(results))
@@ -45,33 +44,9 @@ async def main(variant: str) -> None:
     on (``compression``), or as an ASGI application on uvicorn (``asgi``), as the
     python-socketio target runs there. MessagePack needs no variant: clients choose it."""
     if variant == "asgi":
-        await _uvicorn()
+        await serve_on_uvicorn(app.asgi, lifespan="on", ws_ping_interval=None)
         return
     options = {"metrics": variant == "metrics", "compression": variant == "compression"}
     async with app.serve(host="127.0.0.1", port=0, ping_interval=None, **options) as running:
         announce(running.port)
         await asyncio.Event().wait()
-
-
-async def _uvicorn() -> None:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app.asgi,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        backlog=1024,
-        ws_ping_interval=None,
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.01)
-    announce(sock.getsockname()[1])
-    await serving

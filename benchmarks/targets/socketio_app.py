@@ -8,12 +8,11 @@ lexicons' are with ``debug=False``.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import socketio
 
-from ..harness import announce
+from ..harness import announce, serve_on_uvicorn
 from . import ROOM, TOKEN
 
 
@@ -44,7 +43,7 @@ async def main(variant: str) -> None:
     if variant == "aiohttp":
         await _aiohttp()
     else:
-        await _uvicorn()
+        await serve_on_uvicorn(socketio.ASGIApp(application("asgi")), lifespan="off")
 
 
 async def _aiohttp() -> None:
@@ -60,26 +59,3 @@ async def _aiohttp() -> None:
     assert server is not None
     announce(server.sockets[0].getsockname()[1])
     await asyncio.Event().wait()
-
-
-async def _uvicorn() -> None:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        socketio.ASGIApp(application("asgi")),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        backlog=1024,
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.01)
-    announce(sock.getsockname()[1])
-    await serving
