@@ -210,6 +210,22 @@ async def redis(redis_url: str, namespace: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+def add_forever(app: Any) -> tuple[asyncio.Event, asyncio.Event]:
+    """Register ``forever`` on ``app``: a handler that never returns. The events tell when
+    it started and when it was cancelled (a client that leaves must not leave it running)."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    @app.signal
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    return started, cancelled
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
     """Wait until ``check()`` is true: for state another process or Redis changes."""
     loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import Process, asgi_server, eventually
+from conftest import Process, add_forever, asgi_server, eventually
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
@@ -146,17 +146,7 @@ async def test_requests_run_one_at_a_time_with_replies_in_order(tmp_path: Path) 
 
 async def test_a_departed_clients_work_is_cancelled(tmp_path: Path) -> None:
     app = chat_app(tmp_path)
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    @app.signal
-    async def forever() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    started, cancelled = add_forever(app)
     async with asgi_server(app.asgi) as url:
         ws = await open_connection(url)
         await ws.send(json.dumps({"forever": {}}))

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import (
     Process,
+    add_forever,
     client_frame,
     echo_app,
     handshake_request,
@@ -379,17 +380,7 @@ def forever_app(**settings: Any) -> tuple[Server, asyncio.Event, asyncio.Event]:
     """An echo app with ``forever``, a handler that never returns; the events tell when
     it started and when it was cancelled."""
     app = echo_app(**settings)
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    @app.signal
-    async def forever() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cancelled.set()
-
-    return app, started, cancelled
+    return app, *add_forever(app)
 
 
 async def test_a_handler_that_never_returns_is_cancelled_when_its_client_leaves(
