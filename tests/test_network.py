@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from pathlib import Path
@@ -13,8 +14,11 @@ from conftest import echo_app, handshake_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 
 from lexicons import Response, Server
+from lexicons.network.link import Link
+from lexicons.network.session import Session
 from lexicons.testing import HandshakeFailed, TestClient
 
 
@@ -116,6 +120,38 @@ async def test_abrupt_drop_runs_on_disconnect_once(raw: Any) -> None:
         await asyncio.wait_for(dropped.wait(), 5)
         assert gone == [pk] and app.connections == {}
     assert gone == [pk]
+
+
+async def test_an_ended_connection_is_freed_at_once_not_by_the_garbage_collector() -> None:
+    """Nothing a connection leaves is a reference cycle: a busy server would otherwise pay
+    collector passes whose cost grows with everything it keeps alive."""
+    app = echo_app()
+    ended = 0
+    all_ended = asyncio.Event()
+
+    @app.on_disconnect
+    def bye(ws: Any) -> None:
+        nonlocal ended
+        ended += 1
+        if ended == 3:
+            all_ended.set()
+
+    async with TestClient(app) as client:
+        gc.collect()
+        gc.disable()
+        try:
+            for offered in (None, ["lexicons"], ["lexicons.msgpack"]):
+                async with connect(client.url, subprotocols=offered) as ws:  # type: ignore[arg-type]
+                    if offered != ["lexicons.msgpack"]:
+                        await ws.send('{"echo": {"text": "hi"}}')
+                        assert json.loads(await ws.recv()) == {"echo": {"text": "hi"}}
+            await asyncio.wait_for(all_ended.wait(), 5)
+            await asyncio.sleep(0)  # the end's callback finishes after the hook it runs
+            kept = Link | Session | ServerProtocol
+            left = [o for o in gc.get_objects() if issubclass(type(o), kept)]
+        finally:
+            gc.enable()
+        assert left == []
 
 
 async def test_close_handshake_from_client_and_server() -> None:

@@ -174,7 +174,8 @@ def select_subprotocol(offered: Sequence[str]) -> str | None:
 
 def request_subprotocol(request: Request) -> str | None:
     """The subprotocol :func:`select_subprotocol` answers to this handshake request."""
-    return select_subprotocol(_offered(request))
+    offered = _offered(request)
+    return select_subprotocol(offered) if offered else None
 
 
 def _from_headers(name: str, request: Request) -> str | None:
@@ -198,12 +199,10 @@ def _from_cookies(name: str, request: Request) -> str | None:
 
 
 def _offered(request: Request) -> list[str]:
-    return [
-        token.strip()
-        for header in request.headers.get_all("Sec-WebSocket-Protocol")
-        for token in header.split(",")
-        if token.strip()
-    ]
+    headers = request.headers.get_all("Sec-WebSocket-Protocol")
+    if not headers:  # most clients offer none
+        return []
+    return [token.strip() for header in headers for token in header.split(",") if token.strip()]
 
 
 def _from_subprotocols(name: str, request: Request) -> str | None:

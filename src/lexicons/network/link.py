@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from websockets.extensions import ServerExtensionFactory
 from websockets.server import ServerProtocol
@@ -78,9 +78,9 @@ class Link(asyncio.BufferedProtocol):
 
     # asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
-        self.transport = transport = cast(asyncio.Transport, transport)
+        self.transport = transport
         hub = self.hub
         transport.set_write_buffer_limits(high=hub.limits.high_water)
         hub.links.add(self)
@@ -106,11 +106,13 @@ class Link(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self.cancel_timer()
-        self.session.connection_lost()
+        self.session.connection_lost()  # which cancels the timer
         if self._drained is not None:
             self._drained.set()
         self.hub.forget(self)
+        # The session holds this link as its port: letting go of it frees both now, not
+        # at the garbage collector's next pass. Nothing asks the session anything after.
+        self.session = None  # type: ignore[assignment]
 
     def pause_writing(self) -> None:
         if self._drained is not None:
@@ -162,7 +164,8 @@ class Link(asyncio.BufferedProtocol):
         error = task.exception()
         if error is not None:
             logger.error("connection work failed; connection aborted", exc_info=error)
-            self.session.abort()
+            if not self._lost:
+                self.session.abort()
         elif done is not None:
             done(task.result())
 
@@ -170,7 +173,8 @@ class Link(asyncio.BufferedProtocol):
         self.hub.loop.call_soon(callback)
 
     def start_timer(self, kind: str) -> None:
-        self.cancel_timer()
+        if self._deadlines is not None:
+            self._deadlines.discard(self)
         deadlines = self.hub.deadlines[kind]
         deadlines.add(self)
         self._deadlines = deadlines
@@ -196,22 +200,22 @@ class Link(asyncio.BufferedProtocol):
         A client that reads nothing for ``ping_timeout`` seconds is dropped.
         """
         assert file.path is not None and self._drained is not None
-        loop = self.hub.loop
+        loop, session = self.hub.loop, self.session  # kept: the link lets go of it at the end
         handle = await loop.run_in_executor(None, open, file.path, "rb")
         try:
             remaining = file.size
             while remaining > 0 and not self._lost:
                 chunk = await loop.run_in_executor(None, handle.read, min(_FILE_CHUNK, remaining))
                 if not chunk:  # the file shrank since its size was sent: cannot finish
-                    self.session.abort()
+                    session.abort()
                     return
-                self.session.write_body(chunk)
+                session.write_body(chunk)
                 remaining -= len(chunk)
                 try:
                     await asyncio.wait_for(self._drained.wait(), self.hub.settings.ping_timeout)
                 except TimeoutError:
                     logger.info("download of %s dropped: the client stopped reading", file.path)
-                    self.session.abort()
+                    session.abort()
                     return
         finally:
             handle.close()

@@ -46,6 +46,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN as PROTOCOL_OPEN
 from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
 
 from .deflate import negotiated_bits
 from .frames import flavour, framer, text_frame
@@ -229,7 +230,29 @@ class _ServerProtocol(ServerProtocol):
       close precedes the pong or the close echo, and one completed after follows it.
     - A close frame between the fragments of a message is answered normally (RFC 6455
       5.4 lets control frames arrive there); the message is abandoned.
+
+    It also leaves no reference cycle to the garbage collector, whose passes cost a busy
+    server in proportion to everything it keeps alive: the server's ``select_subprotocol``
+    is kept unbound (websockets binds it to the protocol), and :meth:`release` ends the
+    parser (a generator that refers back to the protocol) once the connection is gone.
     """
+
+    def __init__(
+        self,
+        select_subprotocol: Callable[[ServerProtocol, Sequence[str]], str | None] | None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self._select = select_subprotocol
+
+    def select_subprotocol(self, subprotocols: Sequence[Subprotocol]) -> Subprotocol | None:
+        if self._select is None:
+            return super().select_subprotocol(subprotocols)
+        return self._select(self, subprotocols)  # type: ignore[return-value]
+
+    def release(self) -> None:
+        """The connection is gone: end the parser, which nothing will feed again."""
+        self.parser.close()
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -301,9 +324,9 @@ class Session:
         self.limits = limits
         self.port = port
         self.proto = _ServerProtocol(
+            select_subprotocol,
             extensions=extensions,
             max_size=limits.max_size,
-            select_subprotocol=select_subprotocol,  # type: ignore[arg-type]
             logger=wire_logger,
         )
         self.phase = CONNECTING
@@ -602,9 +625,14 @@ class Session:
             self._work = self.port.spawn(verdict, lambda refusal: self._admitted(refusal, request))
 
     def _admitted(self, refusal: Response | None, request: Request) -> None:
+        """The verdict of a handshake whose checks awaited: the parser may have ended the
+        stream meanwhile, and other connections may have been admitted."""
         self._work = None
-        if self.phase is ADMITTING:
-            self._conclude(refusal, request)
+        if self.phase is ADMITTING and not self.proto.close_expected():
+            if refusal is None and self._refused_as_full():
+                self._refused()
+            else:
+                self._conclude(refusal, request)
         self._turn()
 
     def _refused_as_full(self) -> bool:
@@ -614,13 +642,9 @@ class Session:
         return True
 
     def _conclude(self, refusal: Response | None, request: Request) -> None:
-        if self.proto.close_expected():
-            return
+        """Answer the handshake: refused with ``refusal``, or accepted (``None``)."""
         if refusal is not None:
             self._answer(refusal)
-            self._refused()
-            return
-        if self._refused_as_full():  # others may have been admitted while headers ran
             self._refused()
             return
         response = self.proto.accept(request)
@@ -632,8 +656,9 @@ class Session:
         self.port.cancel_timer()
         self._flush_protocol()
         self.phase = OPEN
-        self.flavour = flavour(self.binary, negotiated_bits(self.proto.extensions))
-        self._frame = framer(self.flavour)
+        if self.binary or self.proto.extensions:  # else text frames, as before admission
+            self.flavour = flavour(self.binary, negotiated_bits(self.proto.extensions))
+            self._frame = framer(self.flavour)
         self._update_writer()
         held, self._held = self._held, None
         for data, text in held or ():
@@ -859,6 +884,7 @@ class Session:
         self._backlog = None
         self._drained = None
         self._held = None
+        self.proto.release()
         work, self._work = self._work, None
         if work is not None:
             work.cancel()
