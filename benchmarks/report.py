@@ -111,7 +111,9 @@ def sizing(results: dict[str, Any]) -> str:
         fanout = [n for n in _order(results["summary"], "scenario") if n.startswith("fanout")]
         deliveries = " / ".join(per_second(n, loop) for n in fanout) or "–"
         idle = by.get(("idle", loop, "lexicons"))
-        per_gib = f"{2**20 / idle['headline']['median']:,.0f}" if idle else "–"
+        # A quick run's few connections may grow the process by no page at all.
+        grew = idle is not None and idle["headline"]["median"] > 0
+        per_gib = f"{2**20 / idle['headline']['median']:,.0f}" if grew else "–"
         lines.append(
             f"| {loop} | {per_second('echo', loop)} | {deliveries} "
             f"| {per_second('churn', loop, 1e3)} "

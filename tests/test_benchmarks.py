@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from benchmarks import hot_paths
 from benchmarks.client import Client, Deflated, dialect, feed_text
 from benchmarks.harness import cpu_seconds, rss_bytes, summarize
+from benchmarks.report import sizing
 from benchmarks.scenarios import percentiles
 from benchmarks.suite import summarize_runs
 from benchmarks.targets import TARGETS, missing
@@ -151,6 +152,23 @@ def test_summaries_and_ratios_pair_runs_of_the_same_round() -> None:
     runs.append(run("raw", 1, 10.0))
     (lexicons,) = [s for s in summarize_runs(runs, {}) if s["target"] == "lexicons"]
     assert lexicons["ratios"]["raw"]["median"] == pytest.approx(0.7)  # (0.5 + 0.9) / 2
+
+
+def test_sizing_reads_an_idle_run_that_grew_by_no_page_as_unknown() -> None:
+    """A quick run's twenty idle connections may not grow the server by a single page."""
+
+    def idle(kib: float) -> dict[str, Any]:
+        return {
+            "scenario": "idle",
+            "loop": "asyncio",
+            "target": "lexicons",
+            "headline": {"median": kib},
+        }
+
+    assert sizing({"summary": [idle(0.0)]}).splitlines()[-1] == "| asyncio | – | – | – | – |"
+    assert (
+        sizing({"summary": [idle(1.0)]}).splitlines()[-1] == "| asyncio | – | – | – | 1,048,576 |"
+    )
 
 
 def test_connection_phases_runs_every_step_for_both_targets() -> None:

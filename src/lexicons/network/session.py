@@ -447,7 +447,8 @@ class Session:
                         self._write(chunk)
                     else:
                         self._eof_due = True
-                self._end_when_flushed()
+                if self._eof_due:
+                    self._end_when_flushed()
             elif isinstance(event, Request):
                 self._request(event)
         # What the parser wrote itself comes after every event: a failure's close frame,
@@ -818,7 +819,8 @@ class Session:
                 self._write(data)
             else:
                 self._eof_due = True
-        self._end_when_flushed()
+        if self._eof_due:
+            self._end_when_flushed()
 
     def _end_when_flushed(self) -> None:
         """Half-close once the protocol ended the stream and nothing waits before the end."""
@@ -826,7 +828,7 @@ class Session:
             self._eof_due = False
             if not self._ended_output:
                 self._ended_output = True
-                self._update_writer()
+                self.writer = None
                 self.port.end()
 
     # --- closing ----------------------------------------------------------------------
@@ -836,7 +838,7 @@ class Session:
         self._lagging = False  # the closing deadline governs from here
         if self.phase is OPEN or self.phase is ADMITTING:
             self.phase = CLOSING
-            self._update_writer()
+            self.writer = None
         self._drop_input()
         if self.proto.close_expected():
             self.port.start_timer("closing")
@@ -861,7 +863,7 @@ class Session:
         """Drop the TCP connection now, discarding unsent data."""
         if self.phase is not ENDED:
             self._ended_output = True
-            self._update_writer()
+            self.writer = None
             self.port.abort()
 
     def _drop_input(self) -> None:
