@@ -174,8 +174,7 @@ def select_subprotocol(offered: Sequence[str]) -> str | None:
 
 def request_subprotocol(request: Request) -> str | None:
     """The subprotocol :func:`select_subprotocol` answers to this handshake request."""
-    offered = _offered(request)
-    return select_subprotocol(offered) if offered else None
+    return select_subprotocol(_offered(request))
 
 
 def _from_headers(name: str, request: Request) -> str | None:

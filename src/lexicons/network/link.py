@@ -173,8 +173,7 @@ class Link(asyncio.BufferedProtocol):
         self.hub.loop.call_soon(callback)
 
     def start_timer(self, kind: str) -> None:
-        if self._deadlines is not None:
-            self._deadlines.discard(self)
+        self.cancel_timer()
         deadlines = self.hub.deadlines[kind]
         deadlines.add(self)
         self._deadlines = deadlines

@@ -447,8 +447,7 @@ class Session:
                         self._write(chunk)
                     else:
                         self._eof_due = True
-                if self._eof_due:
-                    self._end_when_flushed()
+                self._end_when_flushed()
             elif isinstance(event, Request):
                 self._request(event)
         # What the parser wrote itself comes after every event: a failure's close frame,
@@ -657,9 +656,8 @@ class Session:
         self.port.cancel_timer()
         self._flush_protocol()
         self.phase = OPEN
-        if self.binary or self.proto.extensions:  # else text frames, as before admission
-            self.flavour = flavour(self.binary, negotiated_bits(self.proto.extensions))
-            self._frame = framer(self.flavour)
+        self.flavour = flavour(self.binary, negotiated_bits(self.proto.extensions))
+        self._frame = framer(self.flavour)
         self._update_writer()
         held, self._held = self._held, None
         for data, text in held or ():
@@ -819,8 +817,7 @@ class Session:
                 self._write(data)
             else:
                 self._eof_due = True
-        if self._eof_due:
-            self._end_when_flushed()
+        self._end_when_flushed()
 
     def _end_when_flushed(self) -> None:
         """Half-close once the protocol ended the stream and nothing waits before the end."""
@@ -828,7 +825,7 @@ class Session:
             self._eof_due = False
             if not self._ended_output:
                 self._ended_output = True
-                self.writer = None
+                self._update_writer()
                 self.port.end()
 
     # --- closing ----------------------------------------------------------------------
@@ -838,7 +835,7 @@ class Session:
         self._lagging = False  # the closing deadline governs from here
         if self.phase is OPEN or self.phase is ADMITTING:
             self.phase = CLOSING
-            self.writer = None
+            self._update_writer()
         self._drop_input()
         if self.proto.close_expected():
             self.port.start_timer("closing")
@@ -863,7 +860,7 @@ class Session:
         """Drop the TCP connection now, discarding unsent data."""
         if self.phase is not ENDED:
             self._ended_output = True
-            self.writer = None
+            self._update_writer()
             self.port.abort()
 
     def _drop_input(self) -> None:
